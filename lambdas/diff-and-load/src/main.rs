@@ -1,0 +1,12 @@
+//! The DiffAndLoad state: write what changed to the table.
+use covid_etl::{adapters, lambda, steps};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let store = adapters::store_from_env().await?;
+    lambda::run(move |request| {
+        let store = store.clone();
+        async move { steps::diff_and_load(request, store.as_ref()).await }
+    })
+    .await
+}

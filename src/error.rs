@@ -1,0 +1,119 @@
+//! The one error type of the pipeline.
+//!
+//! Every variant that can leave a Lambda has a stable name ([`EtlError::name`]) that the
+//! state machine matches in its `Retry` and `Catch` fields, so renaming a variant's name is
+//! a breaking change of `statemachine/etl.asl.json`.
+
+use thiserror::Error;
+
+/// What went wrong, in words an operator can act on.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EtlError {
+    /// The source could not be fetched (network, HTTP 5xx/429, timeout). Transient: retried.
+    #[error("{source_name} unavailable at {location}: {reason}")]
+    SourceUnavailable {
+        source_name: String,
+        location: String,
+        reason: String,
+    },
+    /// The server refused the request (HTTP 4xx other than 408/429): a wrong URL or access,
+    /// which a retry will not fix.
+    #[error("{source_name} refused at {location}: {reason}")]
+    SourceRejected {
+        source_name: String,
+        location: String,
+        reason: String,
+    },
+    /// The source answered, but not with a file we can read (missing column, empty, too big).
+    #[error("{source_name}: {reason}")]
+    SchemaError { source_name: String, reason: String },
+    /// A value in the file breaks a rule; the whole extract is rejected.
+    #[error("{source_name} line {line} column \"{column}\": \"{value}\" {reason}")]
+    DataQualityError {
+        source_name: String,
+        line: u64,
+        column: String,
+        value: String,
+        reason: String,
+    },
+    /// The two sources share no date, so there is nothing to merge.
+    #[error("no overlap: {0}")]
+    NoOverlap(String),
+    /// The store asked us to slow down. Transient: retried.
+    #[error("store throttled: {0}")]
+    StoreThrottled(String),
+    /// Some writes were not applied after bounded retries. Transient: a rerun diffs against
+    /// what the store holds and writes exactly what is missing.
+    #[error("load incomplete: {0}")]
+    LoadIncomplete(String),
+    /// The store failed in a way a retry will not fix (bad table, permissions, corrupt file).
+    #[error("store error: {0}")]
+    StoreError(String),
+    /// A notification could not be delivered.
+    #[error("notify failed: {0}")]
+    NotifyError(String),
+    /// A state payload did not have the shape the step expects (a definition/code mismatch).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The local engine refused a run (for example a reused execution name).
+    #[error("{name}: {message}")]
+    Execution { name: &'static str, message: String },
+}
+
+impl EtlError {
+    /// The Step Functions error name (`errorType` of the Lambda error).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::SourceUnavailable { .. } => "SourceUnavailable",
+            Self::SourceRejected { .. } => "SourceRejected",
+            Self::SchemaError { .. } => "SchemaError",
+            Self::DataQualityError { .. } => "DataQualityError",
+            Self::NoOverlap(_) => "DataQualityError",
+            Self::StoreThrottled(_) => "StoreThrottled",
+            Self::LoadIncomplete(_) => "LoadIncomplete",
+            Self::StoreError(_) => "StoreError",
+            Self::NotifyError(_) => "NotifyError",
+            Self::InvalidInput(_) => "InvalidInput",
+            Self::Execution { name, .. } => name,
+        }
+    }
+
+    /// Whether the state machine retries this error (it must agree with the ASL `Retry` lists).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::SourceUnavailable { .. } | Self::StoreThrottled(_) | Self::LoadIncomplete(_)
+        )
+    }
+
+    pub(crate) fn store(e: impl std::fmt::Display) -> Self {
+        Self::StoreError(e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for EtlError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(ref f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                Self::StoreThrottled(e.to_string())
+            }
+            other => Self::store(other),
+        }
+    }
+}
+
+impl From<EtlError> for lambda_runtime::Diagnostic {
+    fn from(e: EtlError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.name().to_string(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = EtlError> = std::result::Result<T, E>;

@@ -1,0 +1,311 @@
+//! Where a source comes from and how its bytes reach the parser: a local file or an HTTPS
+//! download, hashed on the way, with limits on time and size.
+
+use super::{Fingerprint, SourceKind, SourceSeries};
+use crate::error::{EtlError, Result};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A source location: `http://` or `https://` URLs are downloaded, anything else is a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Path(PathBuf),
+    Url(String),
+}
+
+impl Location {
+    pub fn parse(text: &str) -> Self {
+        if text.starts_with("https://") || text.starts_with("http://") {
+            Self::Url(text.to_string())
+        } else {
+            Self::Path(PathBuf::from(text))
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Path(p) => write!(f, "{}", p.display()),
+            Self::Url(u) => f.write_str(u),
+        }
+    }
+}
+
+/// Limits for downloads. Certificate verification is always on (rustls with the platform's
+/// roots); there is deliberately no switch to turn it off.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub connect_timeout: Duration,
+    /// The whole request, body included.
+    pub total_timeout: Duration,
+    pub max_body_bytes: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(120),
+            max_body_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Defaults, overridden by `COVID_ETL_HTTP_CONNECT_TIMEOUT_SECS`,
+    /// `COVID_ETL_HTTP_TIMEOUT_SECS` and `COVID_ETL_MAX_BODY_BYTES` when set.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
+        let mut config = Self::default();
+        if let Some(s) = var("COVID_ETL_HTTP_CONNECT_TIMEOUT_SECS") {
+            config.connect_timeout = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = var("COVID_ETL_HTTP_TIMEOUT_SECS") {
+            config.total_timeout = Duration::from_secs_f64(s);
+        }
+        if let Some(b) = var("COVID_ETL_MAX_BODY_BYTES") {
+            config.max_body_bytes = b as u64;
+        }
+        config
+    }
+}
+
+pub(super) enum Fetched {
+    NotModified,
+    Parsed(Fingerprint, SourceSeries),
+}
+
+pub(super) async fn fetch_and_parse(
+    kind: SourceKind,
+    location: &Location,
+    http: &HttpConfig,
+    validators: Option<&Fingerprint>,
+) -> Result<Fetched> {
+    let name = kind.name();
+    let located = |e: EtlError| match e {
+        EtlError::SourceUnavailable {
+            source_name,
+            reason,
+            ..
+        } => EtlError::SourceUnavailable {
+            source_name,
+            location: location.to_string(),
+            reason,
+        },
+        other => other,
+    };
+    match location {
+        Location::Path(path) => {
+            let path = path.clone();
+            blocking(move || {
+                let file = std::fs::File::open(&path).map_err(|e| unavailable(name, e))?;
+                parse_hashed(kind, io::BufReader::with_capacity(256 * 1024, file))
+            })
+            .await
+            .map(|(sha256, series)| {
+                Fetched::Parsed(
+                    Fingerprint {
+                        sha256,
+                        ..Fingerprint::default()
+                    },
+                    series,
+                )
+            })
+        }
+        Location::Url(url) => download(kind, url, http, validators).await,
+    }
+    .map_err(located)
+}
+
+async fn download(
+    kind: SourceKind,
+    url: &str,
+    http: &HttpConfig,
+    validators: Option<&Fingerprint>,
+) -> Result<Fetched> {
+    let name = kind.name();
+    let client = reqwest::Client::builder()
+        .connect_timeout(http.connect_timeout)
+        .timeout(http.total_timeout)
+        .user_agent(concat!("covid-etl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| unavailable(name, e))?;
+    let mut request = client.get(url);
+    if let Some(v) = validators {
+        if let Some(etag) = &v.etag {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = &v.last_modified {
+            request = request.header(reqwest::header::IF_MODIFIED_SINCE, lm);
+        }
+    }
+    let mut response = request.send().await.map_err(|e| unavailable(name, e))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_MODIFIED && validators.is_some() {
+        return Ok(Fetched::NotModified);
+    }
+    if !status.is_success() {
+        let reason = format!("HTTP {status}");
+        return Err(
+            if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+                unavailable(name, reason)
+            } else {
+                EtlError::SourceRejected {
+                    source_name: name.into(),
+                    location: url.into(),
+                    reason,
+                }
+            },
+        );
+    }
+    if let Some(len) = response.content_length()
+        && len > http.max_body_bytes
+    {
+        return Err(too_big(name, http.max_body_bytes));
+    }
+    let header = |h| {
+        response
+            .headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let etag = header(reqwest::header::ETAG);
+    let last_modified = header(reqwest::header::LAST_MODIFIED);
+
+    // The parser runs on a blocking thread and pulls chunks as the network delivers them, so
+    // neither the body nor the rows of other countries are ever held in memory at once.
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(8);
+    let parser = blocking(move || {
+        parse_hashed(
+            kind,
+            ChannelReader {
+                rx,
+                current: Default::default(),
+                offset: 0,
+            },
+        )
+    });
+    let max = http.max_body_bytes;
+    let pump = async move {
+        let mut total = 0u64;
+        loop {
+            let item = match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    total += chunk.len() as u64;
+                    if total > max {
+                        Err(io::Error::other(too_big(name, max)))
+                    } else {
+                        Ok(chunk)
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => Err(io::Error::other(unavailable(name, e))),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break; // the parser stopped early (bad data) or we hit an error
+            }
+        }
+    };
+    let ((sha256, series), ()) = futures::future::try_join(parser, async {
+        pump.await;
+        Ok(())
+    })
+    .await?;
+    Ok(Fetched::Parsed(
+        Fingerprint {
+            sha256,
+            etag,
+            last_modified,
+        },
+        series,
+    ))
+}
+
+/// Parses while hashing every byte read, then drains what the parser left so the hash covers
+/// the whole body.
+fn parse_hashed(kind: SourceKind, reader: impl Read) -> Result<(String, SourceSeries)> {
+    let mut hashing = HashingReader {
+        inner: reader,
+        hasher: Sha256::new(),
+    };
+    let series = kind.parse(&mut hashing)?;
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| io_error_to_etl(kind.name(), e))?;
+    Ok((hex::encode(hashing.hasher.finalize()), series))
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A blocking `Read` over the chunks the download task sends.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+    offset: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.offset == self.current.len() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => {
+                    self.current = chunk?;
+                    self.offset = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.offset);
+        buf[..n].copy_from_slice(&self.current[self.offset..self.offset + n]);
+        self.offset += n;
+        Ok(n)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EtlError::InvalidInput(format!("parser thread failed: {e}")))?
+}
+
+fn unavailable(source_name: &str, reason: impl fmt::Display) -> EtlError {
+    EtlError::SourceUnavailable {
+        source_name: source_name.into(),
+        location: String::new(),
+        reason: reason.to_string(),
+    }
+}
+
+fn too_big(source_name: &str, max: u64) -> EtlError {
+    EtlError::SchemaError {
+        source_name: source_name.into(),
+        reason: format!("body is larger than the {max}-byte limit (COVID_ETL_MAX_BODY_BYTES)"),
+    }
+}
+
+/// An I/O error while reading carries our own error when the download task raised it;
+/// anything else is the source failing mid-read.
+pub(super) fn io_error_to_etl(source_name: &str, e: io::Error) -> EtlError {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<EtlError>())
+    {
+        Some(ours) => ours.clone(),
+        None => unavailable(source_name, e),
+    }
+}

@@ -1,0 +1,170 @@
+//! Extract: fetch a source (local path or HTTP URL), fingerprint it, and parse it as a stream
+//! into validated daily records.
+
+mod fetch;
+pub mod jhu;
+pub mod nyt;
+mod parse;
+
+pub use fetch::{HttpConfig, Location};
+
+use crate::error::{EtlError, Result};
+use crate::record::DailyRecord;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+
+/// Which of the two sources a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Nyt,
+    Jhu,
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Nyt => nyt::SOURCE_NAME,
+            Self::Jhu => jhu::SOURCE_NAME,
+        }
+    }
+
+    pub fn default_url(self) -> &'static str {
+        match self {
+            Self::Nyt => nyt::DEFAULT_URL,
+            Self::Jhu => jhu::DEFAULT_URL,
+        }
+    }
+
+    fn parse(self, reader: impl Read) -> Result<SourceSeries> {
+        match self {
+            Self::Nyt => nyt::parse(reader),
+            Self::Jhu => jhu::parse(reader),
+        }
+    }
+}
+
+/// One source's validated rows, sorted by date, with its warnings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceSeries {
+    pub records: Vec<DailyRecord>,
+    pub warnings: Vec<String>,
+}
+
+/// What identifies a version of a source: its content hash and, over HTTP, the validators
+/// the server gave, so the next download can be conditional.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fingerprint {
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+/// The result of one extract step, as it travels between states.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Extract {
+    pub source: SourceKind,
+    pub location: String,
+    pub fingerprint: Fingerprint,
+    /// Same content as the last successful load.
+    pub unchanged: bool,
+    /// The server answered `304 Not Modified`: `records` is empty because no body came.
+    #[serde(default)]
+    pub not_modified: bool,
+    pub records: Vec<DailyRecord>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Fetches and parses one source. `previous` is the fingerprint of the last successful load:
+/// over HTTP it makes the request conditional unless `conditional` is false.
+pub async fn extract(
+    kind: SourceKind,
+    location: &Location,
+    http: &HttpConfig,
+    previous: Option<&Fingerprint>,
+    conditional: bool,
+) -> Result<Extract> {
+    let validators = previous.filter(|_| conditional);
+    let fetched = fetch::fetch_and_parse(kind, location, http, validators).await?;
+    let (fingerprint, series, not_modified) = match fetched {
+        fetch::Fetched::NotModified => (
+            previous.cloned().unwrap_or_default(),
+            SourceSeries::default(),
+            true,
+        ),
+        fetch::Fetched::Parsed(fingerprint, series) => (fingerprint, series, false),
+    };
+    let unchanged = not_modified || previous.is_some_and(|p| p.sha256 == fingerprint.sha256);
+    tracing::info!(
+        source = kind.name(),
+        location = %location,
+        records = series.records.len(),
+        warnings = series.warnings.len(),
+        unchanged,
+        not_modified,
+        "extracted"
+    );
+    Ok(Extract {
+        source: kind,
+        location: location.to_string(),
+        fingerprint,
+        unchanged,
+        not_modified,
+        records: series.records,
+        warnings: series.warnings,
+    })
+}
+
+fn csv_reader<R: Read>(reader: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .buffer_capacity(256 * 1024)
+        .from_reader(reader)
+}
+
+fn headers<R: Read>(source_name: &str, csv: &mut csv::Reader<R>) -> Result<csv::ByteRecord> {
+    let mut header = csv::ByteRecord::new();
+    if !next_record(source_name, csv, &mut header)? {
+        return Err(EtlError::SchemaError {
+            source_name: source_name.to_string(),
+            reason: "the file is empty (no header line)".into(),
+        });
+    }
+    Ok(header)
+}
+
+/// Reads the next record, turning CSV structure errors into data-quality errors with their
+/// place, and I/O failures (a dropped connection, an oversized body) into their own errors.
+fn next_record<R: Read>(
+    source_name: &str,
+    csv: &mut csv::Reader<R>,
+    row: &mut csv::ByteRecord,
+) -> Result<bool> {
+    csv.read_byte_record(row).map_err(|e| {
+        let line = e.position().map_or(0, |p| p.line());
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) => fetch::io_error_to_etl(source_name, io),
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => EtlError::DataQualityError {
+                source_name: source_name.to_string(),
+                line,
+                column: "(row)".into(),
+                value: format!("{len} fields"),
+                reason: format!("does not match the header's {expected_len} fields"),
+            },
+            other => EtlError::DataQualityError {
+                source_name: source_name.to_string(),
+                line,
+                column: "(row)".into(),
+                value: String::new(),
+                reason: format!("is not valid CSV: {other:?}"),
+            },
+        }
+    })
+}

@@ -1,0 +1,186 @@
+//! Merge: join the two sources on date.
+//!
+//! Only dates present in both sources are kept (one source is often a day ahead of the other).
+//! A merged record takes `cases` and `deaths` from the NYT and `recovered` from JHU, the only
+//! source that reports it; JHU's own confirmed and deaths counts are used for nothing else.
+
+use crate::error::{EtlError, Result};
+use crate::record::{DailyRecord, iso};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// Dates left out because only one source had them, as compact spans.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dropped {
+    /// Dates only the NYT had (JHU had no row for them).
+    pub nyt_only: Vec<DateSpan>,
+    /// Dates only JHU had.
+    pub jhu_only: Vec<DateSpan>,
+}
+
+/// A run of consecutive dates, written `2020-01-21` or `2020-01-21..2020-01-25`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateSpan {
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+}
+
+impl DateSpan {
+    pub fn days(&self) -> i64 {
+        (self.last - self.first).num_days() + 1
+    }
+
+    /// Groups sorted dates into runs of consecutive days.
+    pub fn group(dates: impl IntoIterator<Item = NaiveDate>) -> Vec<DateSpan> {
+        let mut spans: Vec<DateSpan> = Vec::new();
+        for d in dates {
+            match spans.last_mut() {
+                Some(span) if span.last.succ_opt() == Some(d) => span.last = d,
+                _ => spans.push(DateSpan { first: d, last: d }),
+            }
+        }
+        spans
+    }
+}
+
+impl std::fmt::Display for DateSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            f.write_str(&iso(self.first))
+        } else {
+            write!(f, "{}..{}", iso(self.first), iso(self.last))
+        }
+    }
+}
+
+impl Serialize for DateSpan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DateSpan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let date =
+            |t: &str| NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(serde::de::Error::custom);
+        let (first, last) = match text.split_once("..") {
+            Some((a, b)) => (date(a)?, date(b)?),
+            None => (date(&text)?, date(&text)?),
+        };
+        Ok(DateSpan { first, last })
+    }
+}
+
+/// The joined series and what was left out.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Joined {
+    pub records: Vec<DailyRecord>,
+    pub dropped: Dropped,
+}
+
+/// Inner join on date of two date-sorted series (the extracts sort them).
+pub fn join(nyt: &[DailyRecord], jhu: &[DailyRecord]) -> Result<Joined> {
+    let mut out = Joined {
+        records: Vec::with_capacity(nyt.len().min(jhu.len())),
+        ..Joined::default()
+    };
+    let (mut nyt_only, mut jhu_only) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < nyt.len() || j < jhu.len() {
+        match (nyt.get(i), jhu.get(j)) {
+            (Some(n), Some(h)) if n.date == h.date => {
+                out.records
+                    .push(DailyRecord::new(n.date, n.cases, n.deaths, h.recovered));
+                i += 1;
+                j += 1;
+            }
+            (Some(n), Some(h)) if n.date < h.date => {
+                nyt_only.push(n.date);
+                i += 1;
+            }
+            (Some(n), None) => {
+                nyt_only.push(n.date);
+                i += 1;
+            }
+            (_, Some(h)) => {
+                jhu_only.push(h.date);
+                j += 1;
+            }
+            (None, None) => unreachable!("loop condition"),
+        }
+    }
+    if out.records.is_empty() {
+        return Err(EtlError::NoOverlap(format!(
+            "the sources share no date (nyt has {} days, jhu has {})",
+            nyt.len(),
+            jhu.len()
+        )));
+    }
+    out.dropped = Dropped {
+        nyt_only: DateSpan::group(nyt_only),
+        jhu_only: DateSpan::group(jhu_only),
+    };
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2020, 3, d).unwrap()
+    }
+    fn nyt(d: u32, cases: u64) -> DailyRecord {
+        DailyRecord::new(day(d), cases, 1, None)
+    }
+    fn jhu(d: u32, recovered: Option<u64>) -> DailyRecord {
+        DailyRecord::new(day(d), 999, 999, recovered)
+    }
+
+    #[test]
+    fn keeps_common_dates_with_nyt_counts_and_jhu_recovered() {
+        // NYT one day ahead at the end, JHU one day earlier at the start.
+        let n = [nyt(2, 20), nyt(3, 30), nyt(4, 40)];
+        let h = [jhu(1, Some(0)), jhu(2, Some(2)), jhu(3, None)];
+        let j = join(&n, &h).unwrap();
+        assert_eq!(
+            j.records,
+            [
+                DailyRecord::new(day(2), 20, 1, Some(2)),
+                DailyRecord::new(day(3), 30, 1, None)
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&j.dropped).unwrap(),
+            r#"{"nytOnly":["2020-03-04"],"jhuOnly":["2020-03-01"]}"#
+        );
+    }
+
+    #[test]
+    fn the_reverse_jhu_ahead_and_gaps_become_spans() {
+        let n = [nyt(1, 1), nyt(5, 5)];
+        let h = [
+            jhu(1, None),
+            jhu(2, None),
+            jhu(3, None),
+            jhu(4, None),
+            jhu(6, None),
+        ];
+        let j = join(&n, &h).unwrap();
+        assert_eq!(j.records.len(), 1);
+        let text = serde_json::to_string(&j.dropped).unwrap();
+        assert_eq!(
+            text,
+            r#"{"nytOnly":["2020-03-05"],"jhuOnly":["2020-03-02..2020-03-04","2020-03-06"]}"#
+        );
+        assert_eq!(serde_json::from_str::<Dropped>(&text).unwrap(), j.dropped);
+    }
+
+    #[test]
+    fn no_common_date_is_an_error() {
+        let e = join(&[nyt(1, 1)], &[jhu(2, None)]).unwrap_err();
+        assert_eq!(e.name(), "DataQualityError");
+    }
+}

@@ -1,0 +1,149 @@
+//! The JSON documents that travel between states: each step's input and output. Field names
+//! are camelCase and stable (the state machine's paths refer to them); records use the compact
+//! array form of [`DailyRecord`] so the whole series stays far below the 256 KiB state limit.
+
+use crate::diff::LoadCounts;
+use crate::error::EtlError;
+use crate::extract::{Extract, Fingerprint};
+use crate::merge::{DateSpan, Dropped};
+use crate::record::DailyRecord;
+use serde::{Deserialize, Serialize};
+
+/// The execution input: every field is optional, so a scheduled run starts with `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOptions {
+    /// Compute and report the changes, write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Rewrite every merged record, changed or not.
+    #[serde(default)]
+    pub full_reload: bool,
+    /// Override the NYT source (a URL or a path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nyt: Option<String>,
+    /// Override the JHU source (a URL or a path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jhu: Option<String>,
+}
+
+/// Input of the two extract states.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtractRequest {
+    #[serde(default)]
+    pub options: RunOptions,
+}
+
+/// Input of the merge state: the Parallel state's two results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MergeRequest {
+    pub nyt: Extract,
+    pub jhu: Extract,
+}
+
+/// Output of the merge state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Merged {
+    pub records: Vec<DailyRecord>,
+    pub dropped: Dropped,
+    pub warnings: Vec<String>,
+    pub fingerprints: Fingerprints,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprints {
+    pub nyt: Fingerprint,
+    pub jhu: Fingerprint,
+}
+
+/// Input of the diff-and-load state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadRequest {
+    pub merged: Merged,
+    #[serde(default)]
+    pub options: RunOptions,
+}
+
+/// Output of the diff-and-load state: what changed, what it cost, and the newest day.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadReport {
+    #[serde(flatten)]
+    pub counts: LoadCounts,
+    /// Rows written (0 on a dry run; every row on a full reload).
+    pub written: u64,
+    pub dry_run: bool,
+    pub full_reload: bool,
+    pub write_requests: u64,
+    pub write_units: u64,
+    /// The newest merged day, with its totals.
+    pub latest: Option<DailyRecord>,
+    /// The inserted and updated dates, as spans.
+    pub changed: Vec<DateSpan>,
+}
+
+/// How a run ended, as the notification reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+}
+
+/// Step Functions' error output, `{"Error": …, "Cause": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+impl ErrorInfo {
+    /// The human message: a Lambda failure's Cause is a JSON document whose `errorMessage` is
+    /// what the function said; other causes are plain text.
+    pub fn message(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.cause)
+            .ok()
+            .and_then(|v| v.get("errorMessage")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| self.cause.clone())
+    }
+
+    /// The Cause a Lambda function reports for `e`, exactly as Step Functions passes it on.
+    pub fn lambda_cause(e: &EtlError) -> String {
+        serde_json::json!({"errorType": e.name(), "errorMessage": e.to_string()}).to_string()
+    }
+}
+
+/// Input of the notify state, on the success path and in the failure branch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyRequest {
+    pub status: RunStatus,
+    #[serde(default)]
+    pub execution_id: String,
+    #[serde(default)]
+    pub execution_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<Dropped>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+}
+
+/// Output of the notify state (on success, the execution's output): the request's summary
+/// plus the subject that was sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyResponse {
+    pub subject: String,
+    #[serde(flatten)]
+    pub request: NotifyRequest,
+}

@@ -1,0 +1,220 @@
+//! One function per state of the state machine. The Lambda binaries and the local engine call
+//! exactly these, so a local run exercises the code production runs.
+
+use crate::diff;
+use crate::error::{EtlError, Result};
+use crate::extract::{self, HttpConfig, Location, SourceKind};
+use crate::merge::{self, DateSpan};
+use crate::notify::{Notification, Notifier, subject_line};
+use crate::payload::*;
+use crate::store::Store;
+use std::collections::BTreeMap;
+
+/// Where the sources are by default and how to download them.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub nyt: String,
+    pub jhu: String,
+    pub http: HttpConfig,
+}
+
+impl SourceConfig {
+    /// The live URLs, overridden by `NYT_URL` / `JHU_URL`, and [`HttpConfig::from_env`].
+    pub fn from_env() -> Self {
+        let var = |name, default: SourceKind| {
+            std::env::var(name).unwrap_or_else(|_| default.default_url().to_string())
+        };
+        Self {
+            nyt: var("NYT_URL", SourceKind::Nyt),
+            jhu: var("JHU_URL", SourceKind::Jhu),
+            http: HttpConfig::from_env(),
+        }
+    }
+
+    fn location(&self, kind: SourceKind, options: &RunOptions) -> Location {
+        let (overridden, default) = match kind {
+            SourceKind::Nyt => (&options.nyt, &self.nyt),
+            SourceKind::Jhu => (&options.jhu, &self.jhu),
+        };
+        Location::parse(overridden.as_deref().unwrap_or(default))
+    }
+}
+
+/// The extract states: fetch, validate and fingerprint one source.
+pub async fn extract(
+    kind: SourceKind,
+    request: ExtractRequest,
+    config: SourceConfig,
+) -> Result<extract::Extract> {
+    let location = config.location(kind, &request.options);
+    extract::extract(kind, &location, &config.http, None, true).await
+}
+
+/// The merge state: join on date, collect the warnings of both sources.
+pub fn merge(request: MergeRequest) -> Result<Merged> {
+    let MergeRequest { nyt, jhu } = request;
+    let joined = merge::join(&nyt.records, &jhu.records)?;
+    let warnings = nyt.warnings.into_iter().chain(jhu.warnings).collect();
+    tracing::info!(
+        merged = joined.records.len(),
+        nyt_only = ?joined.dropped.nyt_only,
+        jhu_only = ?joined.dropped.jhu_only,
+        "merged"
+    );
+    Ok(Merged {
+        records: joined.records,
+        dropped: joined.dropped,
+        warnings,
+        fingerprints: Fingerprints {
+            nyt: nyt.fingerprint,
+            jhu: jhu.fingerprint,
+        },
+    })
+}
+
+/// The diff-and-load state: plan against what the store holds, then write the plan (unless
+/// this is a dry run). Nothing is written when nothing changed.
+pub async fn diff_and_load(request: LoadRequest, store: &dyn Store) -> Result<LoadReport> {
+    let LoadRequest { merged, options } = request;
+    let stored = store.series().await?;
+    let plan = diff::plan(&stored, &merged.records, options.full_reload);
+    let cost = if options.dry_run || plan.writes.is_empty() {
+        Default::default()
+    } else {
+        store.write(&plan.writes).await?
+    };
+    let report = LoadReport {
+        counts: plan.counts,
+        written: if options.dry_run {
+            0
+        } else {
+            plan.writes.len() as u64
+        },
+        dry_run: options.dry_run,
+        full_reload: options.full_reload,
+        write_requests: cost.requests,
+        write_units: cost.write_units,
+        latest: merged.records.last().copied(),
+        changed: DateSpan::group(plan.changed.iter().map(|(r, _)| r.date)),
+    };
+    tracing::info!(
+        inserted = report.counts.inserted,
+        updated = report.counts.updated,
+        unchanged = report.counts.unchanged,
+        written = report.written,
+        dry_run = report.dry_run,
+        "loaded"
+    );
+    Ok(report)
+}
+
+/// The notify state: compose the message once and hand it to the notifier.
+pub async fn notify(request: NotifyRequest, notifier: &dyn Notifier) -> Result<NotifyResponse> {
+    let notification = compose(&request);
+    notifier.publish(&notification).await?;
+    Ok(NotifyResponse {
+        subject: notification.subject,
+        request,
+    })
+}
+
+/// The notification text for a run's outcome.
+pub fn compose(r: &NotifyRequest) -> Notification {
+    let who = if r.execution_name.is_empty() {
+        "covid-etl run".to_string()
+    } else {
+        format!("covid-etl execution {}", r.execution_name)
+    };
+    let mut lines = Vec::new();
+    let mut attributes = BTreeMap::new();
+    let subject;
+    match r.status {
+        RunStatus::Succeeded => {
+            attributes.insert("status".into(), "SUCCEEDED".into());
+            let load = r.load.clone().unwrap_or_default();
+            let c = load.counts;
+            subject = format!(
+                "covid-etl SUCCEEDED: {} inserted, {} updated{}",
+                c.inserted,
+                c.updated,
+                load.latest
+                    .map(|l| format!(", latest {}", crate::record::iso(l.date)))
+                    .unwrap_or_default()
+            );
+            lines.push(format!("{who} succeeded."));
+            lines.push(format!(
+                "Loaded: {} inserted, {} updated, {} unchanged{}.",
+                c.inserted,
+                c.updated,
+                c.unchanged,
+                if load.dry_run {
+                    " (dry run: nothing written)"
+                } else if load.full_reload {
+                    " (full reload: every row rewritten)"
+                } else {
+                    ""
+                }
+            ));
+            if let Some(l) = load.latest {
+                lines.push(format!(
+                    "Latest day {}: {} cases, {} deaths, recovered {}.",
+                    crate::record::iso(l.date),
+                    l.cases,
+                    l.deaths,
+                    l.recovered
+                        .map_or("not reported".to_string(), |v| v.to_string())
+                ));
+            }
+            if let Some(d) = &r.dropped {
+                let list = |spans: &[DateSpan]| {
+                    if spans.is_empty() {
+                        "none".to_string()
+                    } else {
+                        spans
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                };
+                lines.push(format!(
+                    "Dates in one source only (not loaded): NYT only: {}; JHU only: {}.",
+                    list(&d.nyt_only),
+                    list(&d.jhu_only)
+                ));
+            }
+        }
+        RunStatus::Failed => {
+            attributes.insert("status".into(), "FAILED".into());
+            let state = r.failed_state.clone().unwrap_or_else(|| "unknown".into());
+            attributes.insert("failedState".into(), state.clone());
+            let (error, message) = r
+                .error
+                .as_ref()
+                .map(|e| (e.error.clone(), e.message()))
+                .unwrap_or_else(|| ("unknown".into(), String::new()));
+            subject = format!("covid-etl FAILED in {state}: {error}");
+            lines.push(format!("{who} failed in state {state}."));
+            lines.push(format!("Error: {error}"));
+            lines.push(format!("Cause: {message}"));
+            lines.push("Nothing from this run was written; a rerun is safe.".into());
+        }
+    }
+    if !r.execution_id.is_empty() {
+        lines.push(format!("Execution: {}", r.execution_id));
+    }
+    if !r.warnings.is_empty() {
+        lines.push(format!("Warnings ({}):", r.warnings.len()));
+        lines.extend(r.warnings.iter().map(|w| format!("- {w}")));
+    }
+    Notification {
+        subject: subject_line(&subject),
+        message: lines.join("\n"),
+        attributes,
+    }
+}
+
+/// A payload that does not deserialize is a mismatch between the definition and the code.
+pub fn parse_payload<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| EtlError::InvalidInput(e.to_string()))
+}
