@@ -218,3 +218,115 @@ pub fn compose(r: &NotifyRequest) -> Notification {
 pub fn parse_payload<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
     serde_json::from_value(value).map_err(|e| EtlError::InvalidInput(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merge::Dropped;
+    use crate::notify::MockNotifier;
+    use crate::record::DailyRecord;
+    use crate::store::MockStore;
+    use chrono::NaiveDate;
+
+    fn load_request(dry_run: bool) -> LoadRequest {
+        let d = NaiveDate::from_ymd_opt(2020, 3, 1).unwrap();
+        LoadRequest {
+            merged: Merged {
+                records: vec![DailyRecord::new(d, 1, 0, None)],
+                dropped: Dropped::default(),
+                warnings: vec![],
+                fingerprints: Fingerprints::default(),
+            },
+            options: RunOptions {
+                dry_run,
+                ..RunOptions::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_throttled_store_surfaces_the_transient_error() {
+        let mut store = MockStore::new();
+        store.expect_series().returning(|| Ok(vec![]));
+        store
+            .expect_write()
+            .times(1)
+            .returning(|_| Err(EtlError::StoreThrottled("slow down".into())));
+        let e = diff_and_load(load_request(false), &store)
+            .await
+            .unwrap_err();
+        assert_eq!(e.name(), "StoreThrottled");
+        assert!(e.is_transient());
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_writes_nothing_and_a_dry_run_never_writes() {
+        let mut store = MockStore::new();
+        store
+            .expect_series()
+            .returning(|| Err(EtlError::StoreError("no such table".into())));
+        store.expect_write().never();
+        assert_eq!(
+            diff_and_load(load_request(false), &store)
+                .await
+                .unwrap_err()
+                .name(),
+            "StoreError"
+        );
+
+        let mut store = MockStore::new();
+        store.expect_series().returning(|| Ok(vec![]));
+        store.expect_write().never();
+        let report = diff_and_load(load_request(true), &store).await.unwrap();
+        assert_eq!((report.counts.inserted, report.written), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_failing_notifier_fails_the_notify_step() {
+        let mut notifier = MockNotifier::new();
+        notifier
+            .expect_publish()
+            .withf(|n| n.subject == "covid-etl FAILED in Merge: DataQualityError")
+            .returning(|_| Err(EtlError::NotifyError("topic gone".into())));
+        let request = NotifyRequest {
+            status: RunStatus::Failed,
+            execution_id: String::new(),
+            execution_name: "x".into(),
+            load: None,
+            dropped: None,
+            warnings: vec![],
+            failed_state: Some("Merge".into()),
+            error: Some(ErrorInfo {
+                error: "DataQualityError".into(),
+                cause: ErrorInfo::lambda_cause(&EtlError::NoOverlap("none".into())),
+            }),
+        };
+        let e = notify(request, &notifier).await.unwrap_err();
+        assert_eq!(e.name(), "NotifyError");
+    }
+
+    #[test]
+    fn failure_messages_show_the_lambda_error_message_not_its_json() {
+        let request = NotifyRequest {
+            status: RunStatus::Failed,
+            execution_id: "arn:x".into(),
+            execution_name: "daily".into(),
+            load: None,
+            dropped: None,
+            warnings: vec![],
+            failed_state: Some("Extract".into()),
+            error: Some(ErrorInfo {
+                error: "SourceUnavailable".into(),
+                cause: r#"{"errorType":"SourceUnavailable","errorMessage":"nyt unavailable at u: HTTP 500"}"#
+                    .into(),
+            }),
+        };
+        let n = compose(&request);
+        assert_eq!(n.attributes["failedState"], "Extract");
+        assert!(
+            n.message.contains("Cause: nyt unavailable at u: HTTP 500"),
+            "{}",
+            n.message
+        );
+    }
+}
