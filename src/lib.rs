@@ -9,6 +9,7 @@
 
 pub mod adapters;
 pub mod diff;
+pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod lambda;
@@ -16,8 +17,10 @@ pub mod merge;
 pub mod notify;
 pub mod payload;
 pub mod record;
+pub mod report;
 pub mod steps;
 pub mod store;
+pub mod workflow;
 
 pub use error::{EtlError, Result};
 pub use record::DailyRecord;

@@ -1,0 +1,350 @@
+//! Commands on the local engine and the embedded database.
+
+use super::{DbArg, Failure};
+use covid_etl::engine::{EventKind, HistoryEvent, HistorySink, RandomJitter, SystemClock};
+use covid_etl::notify::Notifier;
+use covid_etl::payload::RunOptions;
+use covid_etl::report::{self, StepView};
+use covid_etl::steps::SourceConfig;
+use covid_etl::store::{ExecutionRecord, SqliteDb, Store};
+use covid_etl::workflow::{LocalRunner, LocalTasks};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// NYT `us.csv`: a path or an http(s) URL [default: the live NYT file]
+    #[arg(long, value_name = "PATH|URL")]
+    nyt: Option<String>,
+    /// JHU combined time series: a path or an http(s) URL [default: the live datasets/covid-19 file]
+    #[arg(long, value_name = "PATH|URL")]
+    jhu: Option<String>,
+    #[command(flatten)]
+    db: DbArg,
+    /// Compute and report the changes; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Rewrite every row, changed or not.
+    #[arg(long)]
+    full_reload: bool,
+    /// Execution name; a name already used is refused (ExecutionAlreadyExists).
+    #[arg(long)]
+    name: Option<String>,
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn open(db: &DbArg) -> Result<SqliteDb, Failure> {
+    SqliteDb::open(&db.db)
+        .map_err(|e| Failure::Error(format!("cannot open {}: {e}", db.db.display())))
+}
+
+/// Prints a progress line per step as the engine records it.
+struct Progress {
+    enabled: bool,
+    failed: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            failed: Default::default(),
+        }
+    }
+}
+
+impl HistorySink for Progress {
+    fn record(&self, e: &HistoryEvent) {
+        if !self.enabled {
+            return;
+        }
+        let name = e.state_name.as_deref().unwrap_or("");
+        let detail = |k: &str| {
+            e.details
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let line = match e.kind {
+            EventKind::TaskStateExited | EventKind::ParallelStateExited => {
+                let caught = self.failed.lock().unwrap().remove(name);
+                format!("  {}  {name}", if caught { "caught" } else { "ok    " })
+            }
+            EventKind::TaskSucceeded => {
+                self.failed.lock().unwrap().remove(name);
+                return;
+            }
+            EventKind::ParallelStateFailed => {
+                self.failed.lock().unwrap().insert(name.to_string());
+                return;
+            }
+            EventKind::TaskFailed | EventKind::TaskTimedOut => {
+                self.failed.lock().unwrap().insert(name.to_string());
+                let cause = covid_etl::payload::ErrorInfo {
+                    error: String::new(),
+                    cause: detail("cause"),
+                }
+                .message();
+                format!("  fail  {name}: {}: {cause}", detail("error"))
+            }
+            EventKind::FailStateEntered => format!("  end   {name}"),
+            _ => return,
+        };
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+}
+
+pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
+    let db = open(&args.db)?;
+    let options = RunOptions {
+        dry_run: args.dry_run,
+        full_reload: args.full_reload,
+        nyt: args.nyt,
+        jhu: args.jhu,
+    };
+    let store: Arc<dyn Store> = Arc::new(db.clone());
+    let notifier: Arc<dyn Notifier> = Arc::new(db.clone());
+    let tasks = LocalTasks {
+        sources: SourceConfig::from_env(),
+        store,
+        notifier: notifier.clone(),
+        fallback: notifier,
+    };
+    let progress = Progress::new(!args.json);
+    let runner = LocalRunner {
+        db: &db,
+        tasks: &tasks,
+        clock: &SystemClock,
+        jitter: &RandomJitter,
+        observer: &progress,
+    };
+    let record = runner.start(args.name, &options).await?;
+    finish(&db, &record, args.json)
+}
+
+pub(crate) async fn redrive(db: &DbArg, id: &str, as_json: bool) -> Result<(), Failure> {
+    let db = open(db)?;
+    let tasks = LocalTasks {
+        sources: SourceConfig::from_env(),
+        store: Arc::new(db.clone()),
+        notifier: Arc::new(db.clone()),
+        fallback: Arc::new(db.clone()),
+    };
+    let progress = Progress::new(!as_json);
+    let runner = LocalRunner {
+        db: &db,
+        tasks: &tasks,
+        clock: &SystemClock,
+        jitter: &RandomJitter,
+        observer: &progress,
+    };
+    let record = runner.redrive(id).await?;
+    finish(&db, &record, as_json)
+}
+
+/// Prints the outcome of a run or redrive; a failed execution exits non-zero.
+fn finish(db: &SqliteDb, record: &ExecutionRecord, as_json: bool) -> Result<(), Failure> {
+    let steps = report::steps(&db.history(&record.id)?, record.status != "RUNNING");
+    if as_json {
+        println!("{}", summary_json(record, &steps));
+    } else {
+        print!("{}", summary_text(record));
+    }
+    if record.status == "SUCCEEDED" {
+        Ok(())
+    } else {
+        Err(Failure::Execution)
+    }
+}
+
+fn load_counts(record: &ExecutionRecord) -> Value {
+    record
+        .output
+        .as_ref()
+        .and_then(|o| o.get("load"))
+        .map(|l| json!({"inserted": l["inserted"], "updated": l["updated"], "unchanged": l["unchanged"]}))
+        .unwrap_or(Value::Null)
+}
+
+fn summary_json(record: &ExecutionRecord, steps: &[StepView]) -> Value {
+    json!({
+        "executionId": record.id,
+        "name": record.name,
+        "status": record.status,
+        "startedAt": record.started_at,
+        "finishedAt": record.finished_at,
+        "failedState": record.failed_state,
+        "error": record.error,
+        "cause": record.cause,
+        "load": load_counts(record),
+        "redriveCount": record.redrive_count,
+        "steps": steps,
+    })
+}
+
+fn summary_text(record: &ExecutionRecord) -> String {
+    let mut out = String::new();
+    if record.status == "SUCCEEDED" {
+        let load = record
+            .output
+            .as_ref()
+            .and_then(|o| o.get("load"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        out.push_str(&format!(
+            "SUCCEEDED  {}: {} inserted, {} updated, {} unchanged{}\n",
+            record.name,
+            load["inserted"],
+            load["updated"],
+            load["unchanged"],
+            if load["dryRun"] == true {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            }
+        ));
+        if let Some(latest) = load.get("latest").and_then(Value::as_array) {
+            out.push_str(&format!(
+                "latest day {}: {} cases, {} deaths, recovered {}\n",
+                latest[0].as_str().unwrap_or(""),
+                latest[1],
+                latest[2],
+                latest
+                    .get(3)
+                    .map_or("not reported".to_string(), Value::to_string)
+            ));
+        }
+        let warnings = record
+            .output
+            .as_ref()
+            .and_then(|o| o["warnings"].as_array())
+            .map_or(0, Vec::len);
+        if warnings > 0 {
+            out.push_str(&format!(
+                "{warnings} data warnings: see `covid-etl notifications`\n"
+            ));
+        }
+    } else {
+        out.push_str(&format!(
+            "{} in {}: {}: {}\n",
+            record.status,
+            record.failed_state.as_deref().unwrap_or("?"),
+            record.error.as_deref().unwrap_or("?"),
+            record.cause.as_deref().unwrap_or("")
+        ));
+        out.push_str(&format!(
+            "inspect: covid-etl execution {0}    resume: covid-etl redrive {0}\n",
+            record.name
+        ));
+    }
+    out
+}
+
+pub(crate) fn executions(db: &DbArg, limit: u32, as_json: bool) -> Result<(), Failure> {
+    let list = open(db)?.executions(limit)?;
+    if as_json {
+        println!("{}", serde_json::to_string(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<36} {:<24} {:>9} {:<10} {}",
+        "NAME", "STARTED", "DURATION", "STATUS", "FAILED STATE"
+    );
+    for e in list {
+        println!(
+            "{:<36} {:<24} {:>9} {:<10} {}",
+            e.name,
+            e.started_at,
+            duration(&e),
+            e.status,
+            e.failed_state.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn duration(e: &ExecutionRecord) -> String {
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    match (
+        parse(&e.started_at),
+        e.finished_at.as_deref().and_then(parse),
+    ) {
+        (Some(a), Some(b)) => format!("{} ms", (b - a).num_milliseconds()),
+        _ => "-".into(),
+    }
+}
+
+pub(crate) fn execution(db: &DbArg, id: &str, as_json: bool) -> Result<(), Failure> {
+    let db = open(db)?;
+    let record = db.execution(id)?.ok_or_else(|| {
+        Failure::Error(format!("no execution \"{id}\" in {}", "the local database"))
+    })?;
+    let steps = report::steps(&db.history(&record.id)?, record.status != "RUNNING");
+    if as_json {
+        println!("{}", summary_json(&record, &steps));
+    } else {
+        println!(
+            "{}  {}  started {}  {}",
+            record.name,
+            record.status,
+            record.started_at,
+            duration(&record)
+        );
+        if record.redrive_count > 0 {
+            println!("redriven {} time(s)", record.redrive_count);
+        }
+        print!("{}", report::table(&steps));
+        if record.status != "SUCCEEDED" {
+            print!("{}", summary_text(&record));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn export(db: &DbArg, as_json: bool) -> Result<(), Failure> {
+    let series = open(db)?.series().await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if as_json {
+        let rows: Vec<Value> = series
+            .iter()
+            .map(|r| json!({"date": covid_etl::record::iso(r.date), "cases": r.cases, "deaths": r.deaths, "recovered": r.recovered}))
+            .collect();
+        writeln!(out, "{}", serde_json::to_string(&rows)?)?;
+    } else {
+        writeln!(out, "date,cases,deaths,recovered")?;
+        for r in series {
+            let recovered = r.recovered.map(|v| v.to_string()).unwrap_or_default();
+            writeln!(
+                out,
+                "{},{},{},{recovered}",
+                covid_etl::record::iso(r.date),
+                r.cases,
+                r.deaths
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+pub(crate) fn notifications(db: &DbArg, as_json: bool) -> Result<(), Failure> {
+    let outbox = open(db)?.outbox()?;
+    if as_json {
+        println!("{}", serde_json::to_string(&outbox)?);
+        return Ok(());
+    }
+    for entry in outbox {
+        println!(
+            "#{} {}  {}",
+            entry.id, entry.created_at, entry.notification.subject
+        );
+        for line in entry.notification.message.lines() {
+            println!("    {line}");
+        }
+    }
+    Ok(())
+}

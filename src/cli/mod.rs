@@ -1,0 +1,134 @@
+//! The command line: clap commands over the library. User mistakes and failed executions
+//! are one clear line on stderr and a non-zero exit code, never a backtrace.
+
+mod local;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "covid-etl",
+    version,
+    about = "Daily US COVID-19 ETL: NYT + JHU, merged, diffed and loaded; one state machine, run here or on AWS Step Functions."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct DbArg {
+    /// The embedded database (series, executions, outbox).
+    #[arg(long, default_value = "covid-etl.db", env = "COVID_ETL_DB")]
+    db: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one execution of the state machine on the local engine.
+    Run(local::RunArgs),
+    /// List recent executions.
+    Executions {
+        #[command(flatten)]
+        db: DbArg,
+        /// How many to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one execution step by step: state, duration, attempts, output or error.
+    Execution {
+        /// Execution id or name.
+        id: String,
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a failed execution from the state that failed, with that state's input.
+    Redrive {
+        /// Execution id or name.
+        id: String,
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the stored series, sorted by date.
+    Export {
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long, value_enum, default_value_t = Format::Csv)]
+        format: Format,
+    },
+    /// Show the local notification outbox.
+    Notifications {
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Csv,
+    Json,
+}
+
+/// Why the process exits non-zero.
+pub(crate) enum Failure {
+    /// The execution ran and failed: its summary was printed already.
+    Execution,
+    /// A mistake or an error before any execution: one line.
+    Error(String),
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Error(e.to_string())
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Execution) => ExitCode::from(1),
+        Err(Failure::Error(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Run(args) => local::run(args).await,
+        Command::Executions { db, limit, json } => local::executions(&db, limit, json),
+        Command::Execution { id, db, json } => local::execution(&db, &id, json),
+        Command::Redrive { id, db, json } => local::redrive(&db, &id, json).await,
+        Command::Export { db, format } => local::export(&db, matches!(format, Format::Json)).await,
+        Command::Notifications { db, json } => local::notifications(&db, json),
+    }
+}

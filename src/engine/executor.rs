@@ -1,0 +1,605 @@
+//! Running a validated state machine: input/output processing, retries, catches, Parallel
+//! branches, timeouts and history events.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::future::{BoxFuture, try_join_all};
+use serde_json::{Map, Value, json};
+
+use super::definition::{Graph, Kind, Selector, State, StateMachine, Text};
+use super::history::{EventKind, Flow, HistorySink, Recorder};
+use super::path::select;
+use super::retry::{RetryBudget, matches};
+use super::{
+    Clock, DATA_LIMIT_EXCEEDED, ExecutionOutcome, ExecutionStatus, Jitter, NO_CHOICE_MATCHED,
+    PAYLOAD_LIMIT_BYTES, STATES_RUNTIME, STATES_TIMEOUT, TaskContext, TaskError, TaskHandler,
+};
+
+/// Runs executions of one state machine with injected task handler, clock, jitter and sink.
+pub struct Executor<'a> {
+    machine: &'a StateMachine,
+    handler: &'a dyn TaskHandler,
+    clock: &'a dyn Clock,
+    jitter: &'a dyn Jitter,
+    sink: &'a dyn HistorySink,
+    state_machine_id: String,
+    state_machine_name: String,
+}
+
+/// An error on its way up, with the innermost state that raised it (`None` when the
+/// execution was refused before any state ran).
+#[derive(Debug)]
+struct Failure {
+    error: TaskError,
+    state: Option<String>,
+}
+
+impl Failure {
+    fn at(state: &State, error: &str, cause: impl Into<String>) -> Self {
+        Self {
+            error: TaskError::new(error, cause),
+            state: Some(state.name.clone()),
+        }
+    }
+}
+
+/// What a state hands to the next one.
+struct Step {
+    output: Value,
+    next: Option<String>,
+}
+
+/// A top-level state and the raw input it was entered with: where a redrive restarts.
+type Entry = Option<(String, Value)>;
+
+/// Per-execution bookkeeping shared by all branches.
+struct Run<'r> {
+    ex: &'r Executor<'r>,
+    recorder: Recorder<'r>,
+    execution_id: &'r str,
+    /// `$$` without its `State` part, which differs per state.
+    context_base: Value,
+    /// The top-level state being run and the input it was entered with.
+    current: Mutex<Entry>,
+    /// The first caught error: its innermost state, and the top-level state it happened in.
+    first_catch: Mutex<Option<(Option<String>, Entry)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Counts serialized bytes without building the string.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Enforces AWS's 256 KiB payload quota, raising `States.DataLimitExceeded`.
+fn check_size(value: &Value, state: Option<&str>, what: &str) -> Result<(), Failure> {
+    let mut counter = ByteCounter(0);
+    serde_json::to_writer(&mut counter, value).expect("serializing a JSON value cannot fail");
+    if counter.0 <= PAYLOAD_LIMIT_BYTES {
+        return Ok(());
+    }
+    let cause = format!(
+        "the {what} is {} bytes, over the {PAYLOAD_LIMIT_BYTES}-byte limit",
+        counter.0
+    );
+    Err(Failure {
+        error: TaskError::new(DATA_LIMIT_EXCEEDED, cause),
+        state: state.map(str::to_owned),
+    })
+}
+
+/// InputPath / OutputPath: `null` gives `{}`, a path that selects nothing is an error.
+fn apply_selector(selector: &Selector, value: &Value, context: &Value) -> Result<Value, String> {
+    match selector {
+        Selector::Empty => Ok(Value::Object(Map::new())),
+        Selector::Path(path) => select(path, value, context).cloned(),
+    }
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(
+        machine: &'a StateMachine,
+        handler: &'a dyn TaskHandler,
+        clock: &'a dyn Clock,
+        jitter: &'a dyn Jitter,
+        sink: &'a dyn HistorySink,
+    ) -> Self {
+        Self {
+            machine,
+            handler,
+            clock,
+            jitter,
+            sink,
+            state_machine_id: "StateMachine".into(),
+            state_machine_name: "StateMachine".into(),
+        }
+    }
+
+    /// Sets `$$.StateMachine.Id` (an ARN on AWS) and `$$.StateMachine.Name`.
+    pub fn with_state_machine(mut self, id: impl Into<String>, name: impl Into<String>) -> Self {
+        self.state_machine_id = id.into();
+        self.state_machine_name = name.into();
+        self
+    }
+
+    /// Runs an execution from `StartAt`. `execution_id` is `$$.Execution.Id` (the execution ARN on AWS).
+    pub async fn start(&self, execution_id: &str, name: &str, input: Value) -> ExecutionOutcome {
+        let start = self.machine.graph.start_at.as_str();
+        self.execute(
+            execution_id,
+            name,
+            start,
+            input.clone(),
+            input,
+            EventKind::ExecutionStarted,
+        )
+        .await
+    }
+
+    /// Resumes (redrives) an execution: runs from top-level state `state` with `input` as that
+    /// state's raw input, while `$$.Execution.Input` stays `original_input`. Event ids restart
+    /// at 1 and the machine timeout restarts too; the first event is `ExecutionRedriven`.
+    pub async fn resume(
+        &self,
+        execution_id: &str,
+        name: &str,
+        state: &str,
+        input: Value,
+        original_input: Value,
+    ) -> ExecutionOutcome {
+        self.execute(
+            execution_id,
+            name,
+            state,
+            input,
+            original_input,
+            EventKind::ExecutionRedriven,
+        )
+        .await
+    }
+
+    async fn execute(
+        &self,
+        execution_id: &str,
+        name: &str,
+        start: &str,
+        input: Value,
+        original_input: Value,
+        first: EventKind,
+    ) -> ExecutionOutcome {
+        let context_base = json!({
+            "Execution": {"Id": execution_id, "Name": name, "Input": original_input, "StartTime": timestamp(self.clock.now())},
+            "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
+        });
+        let run = Run {
+            ex: self,
+            recorder: Recorder::new(self.sink, self.clock),
+            execution_id,
+            context_base,
+            current: Mutex::new(None),
+            first_catch: Mutex::new(None),
+        };
+        let flow = Flow::after(0);
+        let mut details = json!({"input": input});
+        if first == EventKind::ExecutionRedriven {
+            details["redriveFrom"] = json!(start);
+        }
+        run.recorder.record(&flow, first, None, details);
+
+        let body = async {
+            if self.machine.top_level_state_of(start) != Some(start) {
+                let cause = format!("cannot start from {start:?}: it is not a top-level state");
+                return Err(Failure {
+                    error: TaskError::new(STATES_RUNTIME, cause),
+                    state: None,
+                });
+            }
+            check_size(&input, None, "execution input")?;
+            run.run_graph(&self.machine.graph, start, input, &flow, true)
+                .await
+        };
+        let result = match self.machine.timeout {
+            Some(limit) => tokio::select! {
+                biased;
+                result = body => Some(result),
+                () = self.clock.sleep(limit) => None,
+            },
+            None => Some(body.await),
+        };
+        run.finish(result, &flow)
+    }
+}
+
+impl Run<'_> {
+    /// Records the closing event and builds the outcome. `None` means the machine timed out.
+    fn finish(&self, result: Option<Result<Value, Failure>>, flow: &Flow) -> ExecutionOutcome {
+        let first_catch = lock(&self.first_catch).take();
+        let current = lock(&self.current).take();
+        let mut outcome = ExecutionOutcome {
+            status: ExecutionStatus::Succeeded,
+            output: None,
+            error: None,
+            cause: None,
+            failed_state: None,
+            redrive_from: None,
+        };
+        let failure = match result {
+            Some(Ok(output)) => {
+                self.recorder.record(
+                    flow,
+                    EventKind::ExecutionSucceeded,
+                    None,
+                    json!({"output": output}),
+                );
+                outcome.output = Some(output);
+                return outcome;
+            }
+            Some(Err(failure)) => {
+                let details = json!({"error": failure.error.error, "cause": failure.error.cause});
+                self.recorder
+                    .record(flow, EventKind::ExecutionFailed, None, details);
+                outcome.status = ExecutionStatus::Failed;
+                failure
+            }
+            None => {
+                let limit = self.ex.machine.timeout.map_or(0, |d| d.as_secs());
+                let cause = format!("the execution did not finish within {limit} seconds");
+                let failure = Failure {
+                    error: TaskError::new(STATES_TIMEOUT, cause),
+                    state: current.as_ref().map(|(name, _)| name.clone()),
+                };
+                let details = json!({"error": failure.error.error, "cause": failure.error.cause});
+                self.recorder
+                    .record(flow, EventKind::ExecutionTimedOut, None, details);
+                outcome.status = ExecutionStatus::TimedOut;
+                failure
+            }
+        };
+        let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
+        outcome.error = non_empty(failure.error.error);
+        outcome.cause = non_empty(failure.error.cause);
+        (outcome.failed_state, outcome.redrive_from) = match first_catch {
+            Some((state, top)) => (state, top),
+            None => (failure.state, current),
+        };
+        outcome
+    }
+
+    /// The context object `$$` as seen from inside `state`.
+    fn context(&self, state: &str, entered: DateTime<Utc>, retry_count: u32) -> Value {
+        let mut context = self.context_base.clone();
+        context["State"] =
+            json!({"Name": state, "EnteredTime": timestamp(entered), "RetryCount": retry_count});
+        context
+    }
+
+    fn record(&self, flow: &Flow, kind: EventKind, state: &State, details: Value) -> u64 {
+        self.recorder.record(flow, kind, Some(&state.name), details)
+    }
+
+    /// Runs a graph from `start` until a terminal state. `top` marks the machine's own graph,
+    /// whose states are the ones a redrive can restart from.
+    fn run_graph<'f>(
+        &'f self,
+        graph: &'f Graph,
+        start: &'f str,
+        input: Value,
+        flow: &'f Flow,
+        top: bool,
+    ) -> BoxFuture<'f, Result<Value, Failure>> {
+        Box::pin(async move {
+            let mut state = &graph.states[start];
+            let mut input = input;
+            loop {
+                if top {
+                    *lock(&self.current) = Some((state.name.clone(), input.clone()));
+                }
+                let type_name = state.kind.type_name();
+                if let Some(kind) = EventKind::state(type_name, true) {
+                    self.record(flow, kind, state, json!({"input": input}));
+                }
+                let step = self.run_state(state, input, flow).await?;
+                check_size(&step.output, Some(&state.name), "state output")?;
+                if let Some(kind) = EventKind::state(type_name, false) {
+                    self.record(flow, kind, state, json!({"output": step.output}));
+                }
+                match step.next {
+                    Some(next) => {
+                        state = &graph.states[&next];
+                        input = step.output;
+                    }
+                    None => return Ok(step.output),
+                }
+            }
+        })
+    }
+
+    async fn run_state(&self, state: &State, raw: Value, flow: &Flow) -> Result<Step, Failure> {
+        let entered = self.ex.clock.now();
+        let context = self.context(&state.name, entered, 0);
+        let runtime = |cause: String| Failure::at(state, STATES_RUNTIME, cause);
+        let effective = || apply_selector(&state.input_path, &raw, &context).map_err(runtime);
+        let next = state.next.clone();
+        match &state.kind {
+            Kind::Task { .. } | Kind::Parallel { .. } => {
+                self.run_with_retries(state, raw, entered, flow).await
+            }
+            Kind::Pass { result } => {
+                let result = match (result, &state.parameters) {
+                    (Some(result), _) => result.clone(),
+                    (None, Some(template)) => {
+                        template.render(&effective()?, &context).map_err(runtime)?
+                    }
+                    (None, None) => effective()?,
+                };
+                Ok(Step {
+                    output: shape_output(state, &raw, result, &context)?,
+                    next,
+                })
+            }
+            Kind::Choice { rules, default } => {
+                let effective = effective()?;
+                let mut chosen = default.clone();
+                for (condition, target) in rules {
+                    if condition.eval(&effective, &context).map_err(runtime)? {
+                        chosen = Some(target.clone());
+                        break;
+                    }
+                }
+                let Some(next) = chosen else {
+                    return Err(Failure::at(
+                        state,
+                        NO_CHOICE_MATCHED,
+                        "no Choices rule matched and there is no Default",
+                    ));
+                };
+                let output =
+                    apply_selector(&state.output_path, &effective, &context).map_err(runtime)?;
+                Ok(Step {
+                    output,
+                    next: Some(next),
+                })
+            }
+            Kind::Succeed => {
+                let output =
+                    apply_selector(&state.output_path, &effective()?, &context).map_err(runtime)?;
+                Ok(Step { output, next: None })
+            }
+            Kind::Fail { error, cause } => {
+                let text = |source: &Option<Text>| match source {
+                    None => Ok(String::new()),
+                    Some(Text::Literal(s)) => Ok(s.clone()),
+                    Some(Text::Path(path)) => {
+                        match select(path, &raw, &context).map_err(runtime)? {
+                            Value::String(s) => Ok(s.clone()),
+                            other => Err(runtime(format!(
+                                "{} must select a string, found {other}",
+                                path.text()
+                            ))),
+                        }
+                    }
+                };
+                Err(Failure::at(state, &text(error)?, text(cause)?))
+            }
+        }
+    }
+
+    /// Task and Parallel: attempts, then Retry (through the clock), then Catch.
+    async fn run_with_retries(
+        &self,
+        state: &State,
+        raw: Value,
+        entered: DateTime<Utc>,
+        flow: &Flow,
+    ) -> Result<Step, Failure> {
+        let context = self.context(&state.name, entered, 0);
+        let effective = apply_selector(&state.input_path, &raw, &context)
+            .map_err(|c| Failure::at(state, STATES_RUNTIME, c))?;
+        let mut budget = RetryBudget::new(&state.retry);
+        let failure = loop {
+            let retry_count = budget.retry_count();
+            let context = self.context(&state.name, entered, retry_count);
+            match self
+                .attempt(state, &raw, &effective, context, retry_count, flow)
+                .await
+            {
+                Ok(output) => {
+                    return Ok(Step {
+                        output,
+                        next: state.next.clone(),
+                    });
+                }
+                Err(failure) => match budget.next_delay(&failure.error.error, self.ex.jitter) {
+                    Some(delay) => self.ex.clock.sleep(delay).await,
+                    None => break failure,
+                },
+            }
+        };
+        let Some(catcher) = state
+            .catch
+            .iter()
+            .find(|c| matches(&c.error_equals, &failure.error.error))
+        else {
+            return Err(failure);
+        };
+        let error_output = json!({"Error": failure.error.error, "Cause": failure.error.cause});
+        let output = match &catcher.result_path {
+            Some(path) => path
+                .write(raw, error_output)
+                .map_err(|c| Failure::at(state, STATES_RUNTIME, c))?,
+            None => raw,
+        };
+        let mut first = lock(&self.first_catch);
+        if first.is_none() {
+            *first = Some((failure.state, lock(&self.current).clone()));
+        }
+        Ok(Step {
+            output,
+            next: Some(catcher.next.clone()),
+        })
+    }
+
+    /// One attempt: Parameters (re-evaluated so `$$.State.RetryCount` is current), the work,
+    /// then ResultSelector → ResultPath → OutputPath.
+    async fn attempt(
+        &self,
+        state: &State,
+        raw: &Value,
+        effective: &Value,
+        context: Value,
+        retry_count: u32,
+        flow: &Flow,
+    ) -> Result<Value, Failure> {
+        let input = match &state.parameters {
+            Some(template) => template
+                .render(effective, &context)
+                .map_err(|c| Failure::at(state, STATES_RUNTIME, c))?,
+            None => effective.clone(),
+        };
+        check_size(&input, Some(&state.name), "task input after Parameters")?;
+        let result = match &state.kind {
+            Kind::Task { resource, timeout } => {
+                let ctx = TaskContext {
+                    state_name: state.name.clone(),
+                    retry_count,
+                    execution_id: self.execution_id.to_owned(),
+                    context: context.clone(),
+                };
+                self.invoke(state, resource, *timeout, input, &ctx, flow)
+                    .await?
+            }
+            Kind::Parallel { branches } => self.parallel(state, branches, input, flow).await?,
+            _ => unreachable!("only Task and Parallel states retry"),
+        };
+        shape_output(state, raw, result, &context)
+    }
+
+    async fn invoke(
+        &self,
+        state: &State,
+        resource: &Value,
+        timeout: Option<Duration>,
+        input: Value,
+        ctx: &TaskContext,
+        flow: &Flow,
+    ) -> Result<Value, Failure> {
+        let mut scheduled =
+            json!({"resource": resource, "parameters": input, "retryAttempt": ctx.retry_count});
+        if let Some(limit) = timeout {
+            scheduled["timeoutInSeconds"] = json!(limit.as_secs());
+        }
+        self.record(flow, EventKind::TaskScheduled, state, scheduled);
+        self.record(
+            flow,
+            EventKind::TaskStarted,
+            state,
+            json!({"resource": resource}),
+        );
+        let call = self.ex.handler.invoke(resource, input, ctx);
+        let result = match timeout {
+            Some(limit) => tokio::select! {
+                biased;
+                result = call => result,
+                () = self.ex.clock.sleep(limit) => {
+                    let error = TaskError::new(STATES_TIMEOUT, format!("the task did not finish within {} seconds", limit.as_secs()));
+                    let details = json!({"resource": resource, "error": error.error, "cause": error.cause});
+                    self.record(flow, EventKind::TaskTimedOut, state, details);
+                    return Err(Failure { error, state: Some(state.name.clone()) });
+                }
+            },
+            None => call.await,
+        };
+        match result {
+            Ok(output) => {
+                self.record(
+                    flow,
+                    EventKind::TaskSucceeded,
+                    state,
+                    json!({"resource": resource, "output": output}),
+                );
+                check_size(&output, Some(&state.name), "task result")?;
+                Ok(output)
+            }
+            Err(error) => {
+                let details =
+                    json!({"resource": resource, "error": error.error, "cause": error.cause});
+                self.record(flow, EventKind::TaskFailed, state, details);
+                Err(Failure {
+                    error,
+                    state: Some(state.name.clone()),
+                })
+            }
+        }
+    }
+
+    /// Runs all branches concurrently on the same input. The first failure drops (cancels)
+    /// the other branches and becomes the Parallel's own failure, keeping the branch's
+    /// `{Error, Cause}` and innermost state.
+    async fn parallel(
+        &self,
+        state: &State,
+        branches: &[Graph],
+        input: Value,
+        flow: &Flow,
+    ) -> Result<Value, Failure> {
+        let started = self.record(flow, EventKind::ParallelStateStarted, state, json!({}));
+        let runs = branches.iter().map(|graph| {
+            let input = input.clone();
+            async move {
+                let branch_flow = Flow::after(started);
+                self.run_graph(graph, &graph.start_at, input, &branch_flow, false)
+                    .await
+            }
+        });
+        match try_join_all(runs).await {
+            Ok(outputs) => {
+                self.record(flow, EventKind::ParallelStateSucceeded, state, json!({}));
+                Ok(Value::Array(outputs))
+            }
+            Err(failure) => {
+                let details = json!({"error": failure.error.error, "cause": failure.error.cause});
+                self.record(flow, EventKind::ParallelStateFailed, state, details);
+                Err(failure)
+            }
+        }
+    }
+}
+
+/// ResultSelector → ResultPath (into the raw input) → OutputPath, then the payload limit.
+fn shape_output(
+    state: &State,
+    raw: &Value,
+    result: Value,
+    context: &Value,
+) -> Result<Value, Failure> {
+    let runtime = |cause: String| Failure::at(state, STATES_RUNTIME, cause);
+    let result = match &state.result_selector {
+        Some(template) => template.render(&result, context).map_err(runtime)?,
+        None => result,
+    };
+    let combined = match &state.result_path {
+        Some(path) => path.write(raw.clone(), result).map_err(runtime)?,
+        None => raw.clone(),
+    };
+    let output = apply_selector(&state.output_path, &combined, context).map_err(runtime)?;
+    check_size(&output, Some(&state.name), "state output")?;
+    Ok(output)
+}

@@ -1,0 +1,301 @@
+//! The state machine on the local engine: the one definition file, the in-process task
+//! handlers its resources map to, and executions persisted in the embedded database.
+
+use crate::engine::{
+    Clock, ExecutionOutcome, ExecutionStatus, Executor, HistoryEvent, HistorySink, Jitter,
+    MemoryHistory, StateMachine, TaskContext, TaskError, TaskHandler,
+};
+use crate::error::{EtlError, Result};
+use crate::extract::SourceKind;
+use crate::notify::{Notification, Notifier, subject_line};
+use crate::payload::{ErrorInfo, RunOptions};
+use crate::steps::{self, SourceConfig};
+use crate::store::{ExecutionRecord, SqliteDb, Store};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// `statemachine/etl.asl.json`, compiled into the binary: the same file AWS runs.
+pub const DEFINITION: &str = include_str!("../statemachine/etl.asl.json");
+
+/// The Lambda functions the definition names in `{"Fn::GetAtt": [name, "Arn"]}`.
+const FUNCTIONS: [&str; 5] = ["ExtractNyt", "ExtractJhu", "Merge", "DiffAndLoad", "Notify"];
+const SNS_PUBLISH: &str = "arn:aws:states:::sns:publish";
+
+pub fn state_machine() -> Result<StateMachine> {
+    let machine = StateMachine::from_json(DEFINITION)
+        .map_err(|e| EtlError::InvalidInput(format!("statemachine/etl.asl.json: {e}")))?;
+    Ok(machine)
+}
+
+/// What a Task resource of our definition means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Function(&'static str),
+    SnsPublish,
+}
+
+impl Resource {
+    pub fn parse(resource: &Value) -> Option<Self> {
+        if resource.as_str() == Some(SNS_PUBLISH) {
+            return Some(Self::SnsPublish);
+        }
+        let name = resource.get("Fn::GetAtt")?.get(0)?.as_str()?;
+        FUNCTIONS
+            .iter()
+            .find(|f| **f == name)
+            .map(|f| Self::Function(f))
+    }
+}
+
+/// Runs each Task in-process with the same step functions the Lambdas run. A step's error
+/// reaches the engine exactly as Step Functions sees a Lambda error: its stable name as
+/// `Error`, and the Lambda-shaped JSON as `Cause`.
+pub struct LocalTasks {
+    pub sources: SourceConfig,
+    pub store: Arc<dyn Store>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Where the direct `sns:publish` fallback goes (on AWS, the same topic).
+    pub fallback: Arc<dyn Notifier>,
+}
+
+#[async_trait::async_trait]
+impl TaskHandler for LocalTasks {
+    async fn invoke(
+        &self,
+        resource: &Value,
+        input: Value,
+        _ctx: &TaskContext,
+    ) -> std::result::Result<Value, TaskError> {
+        let result = match Resource::parse(resource) {
+            Some(Resource::Function(name)) => self.function(name, input).await,
+            Some(Resource::SnsPublish) => self.sns_publish(input).await,
+            None => Err(EtlError::InvalidInput(format!(
+                "unknown resource {resource}"
+            ))),
+        };
+        result.map_err(|e| TaskError::new(e.name(), ErrorInfo::lambda_cause(&e)))
+    }
+}
+
+impl LocalTasks {
+    async fn function(&self, name: &str, input: Value) -> Result<Value> {
+        let out = match name {
+            "ExtractNyt" | "ExtractJhu" => {
+                let kind = if name == "ExtractNyt" {
+                    SourceKind::Nyt
+                } else {
+                    SourceKind::Jhu
+                };
+                to_value(
+                    steps::extract(kind, steps::parse_payload(input)?, self.sources.clone())
+                        .await?,
+                )
+            }
+            "Merge" => to_value(steps::merge(steps::parse_payload(input)?)?),
+            "DiffAndLoad" => to_value(
+                steps::diff_and_load(steps::parse_payload(input)?, self.store.as_ref()).await?,
+            ),
+            "Notify" => {
+                to_value(steps::notify(steps::parse_payload(input)?, self.notifier.as_ref()).await?)
+            }
+            other => {
+                return Err(EtlError::InvalidInput(format!(
+                    "no local handler for {other}"
+                )));
+            }
+        };
+        out
+    }
+
+    /// The `sns:publish` service integration: `Subject`, `Message`, `MessageAttributes`.
+    async fn sns_publish(&self, input: Value) -> Result<Value> {
+        let text = |k: &str| {
+            input
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let attributes = input
+            .get("MessageAttributes")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| {
+                        Some((k.clone(), v.get("StringValue")?.as_str()?.to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let notification = Notification {
+            subject: subject_line(&text("Subject")),
+            message: text("Message"),
+            attributes,
+        };
+        self.fallback
+            .publish(&notification)
+            .await
+            .map_err(|e| EtlError::Execution {
+                name: "SNS.InternalErrorException",
+                message: e.to_string(),
+            })?;
+        Ok(serde_json::json!({"MessageId": "local"}))
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| EtlError::InvalidInput(e.to_string()))
+}
+
+/// Runs executions of the definition on the local engine and keeps them in the database.
+pub struct LocalRunner<'a> {
+    pub db: &'a SqliteDb,
+    pub tasks: &'a LocalTasks,
+    pub clock: &'a dyn Clock,
+    pub jitter: &'a dyn Jitter,
+    /// Sees every event as it happens (progress lines); may be a no-op.
+    pub observer: &'a dyn HistorySink,
+}
+
+/// Forwards events to the observer and keeps them for the database.
+struct Tee<'a> {
+    keep: MemoryHistory,
+    observer: &'a dyn HistorySink,
+}
+
+impl HistorySink for Tee<'_> {
+    fn record(&self, event: &HistoryEvent) {
+        self.observer.record(event);
+        self.keep.record(event);
+    }
+}
+
+const LOCAL_STATE_MACHINE: &str = "arn:local:states:::stateMachine:covid-etl";
+
+impl LocalRunner<'_> {
+    /// Starts an execution named `name` (a fresh name when `None`). A name that was already
+    /// used is refused with `ExecutionAlreadyExists`, as Step Functions refuses it, so a
+    /// double trigger of the same daily run cannot load twice.
+    pub async fn start(
+        &self,
+        name: Option<String>,
+        options: &RunOptions,
+    ) -> Result<ExecutionRecord> {
+        let machine = state_machine()?;
+        let now = self.clock.now();
+        let name = name.unwrap_or_else(|| {
+            format!(
+                "run-{}-{:04x}",
+                now.format("%Y%m%dT%H%M%S"),
+                rand::random::<u16>()
+            )
+        });
+        let input = to_value(options)?;
+        let mut record = ExecutionRecord {
+            id: format!("arn:local:states:::execution:covid-etl:{name}"),
+            name,
+            started_at: stamp(now),
+            finished_at: None,
+            status: "RUNNING".into(),
+            input: input.clone(),
+            output: None,
+            error: None,
+            cause: None,
+            failed_state: None,
+            redrive_from: None,
+            redrive_count: 0,
+        };
+        self.db.insert_execution(&record)?;
+        let tee = self.tee();
+        let outcome = self
+            .executor(&machine, &tee)
+            .start(&record.id, &record.name, input)
+            .await;
+        self.finish(&mut record, outcome, &tee)?;
+        Ok(record)
+    }
+
+    /// Redrives a failed execution from the state that failed, with that state's recorded
+    /// input, keeping the original execution input (Step Functions' RedriveExecution).
+    pub async fn redrive(&self, id_or_name: &str) -> Result<ExecutionRecord> {
+        let machine = state_machine()?;
+        let mut record = self
+            .db
+            .execution(id_or_name)?
+            .ok_or_else(|| EtlError::Execution {
+                name: "ExecutionDoesNotExist",
+                message: format!("no execution \"{id_or_name}\" in {}", "the local database"),
+            })?;
+        let Some((state, input)) = record
+            .redrive_from
+            .clone()
+            .filter(|_| record.status != "SUCCEEDED" && record.status != "RUNNING")
+        else {
+            return Err(EtlError::Execution {
+                name: "ExecutionNotRedrivable",
+                message: format!(
+                    "execution \"{}\" is {}: only a failed execution can be redriven",
+                    record.name, record.status
+                ),
+            });
+        };
+        record.redrive_count += 1;
+        record.status = "RUNNING".into();
+        let tee = self.tee();
+        let outcome = self
+            .executor(&machine, &tee)
+            .resume(
+                &record.id,
+                &record.name,
+                &state,
+                input,
+                record.input.clone(),
+            )
+            .await;
+        self.finish(&mut record, outcome, &tee)?;
+        Ok(record)
+    }
+
+    fn tee(&self) -> Tee<'_> {
+        Tee {
+            keep: MemoryHistory::new(),
+            observer: self.observer,
+        }
+    }
+
+    fn executor<'m>(&'m self, machine: &'m StateMachine, sink: &'m Tee<'_>) -> Executor<'m> {
+        Executor::new(machine, self.tasks, self.clock, self.jitter, sink)
+            .with_state_machine(LOCAL_STATE_MACHINE, "covid-etl")
+    }
+
+    fn finish(
+        &self,
+        record: &mut ExecutionRecord,
+        outcome: ExecutionOutcome,
+        tee: &Tee<'_>,
+    ) -> Result<()> {
+        record.finished_at = Some(stamp(self.clock.now()));
+        record.status = match outcome.status {
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::TimedOut => "TIMED_OUT",
+        }
+        .into();
+        record.output = outcome.output;
+        record.error = outcome.error;
+        record.cause = outcome.cause.map(|c| {
+            ErrorInfo {
+                error: String::new(),
+                cause: c,
+            }
+            .message()
+        });
+        record.failed_state = outcome.failed_state;
+        record.redrive_from = outcome.redrive_from;
+        self.db.finish_execution(record, &tee.keep.events())
+    }
+}
+
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
