@@ -79,7 +79,7 @@ impl TaskHandler for LocalTasks {
 
 impl LocalTasks {
     async fn function(&self, name: &str, input: Value) -> Result<Value> {
-        let out = match name {
+        match name {
             "ExtractNyt" | "ExtractJhu" => {
                 let kind = if name == "ExtractNyt" {
                     SourceKind::Nyt
@@ -98,13 +98,10 @@ impl LocalTasks {
             "Notify" => {
                 to_value(steps::notify(steps::parse_payload(input)?, self.notifier.as_ref()).await?)
             }
-            other => {
-                return Err(EtlError::InvalidInput(format!(
-                    "no local handler for {other}"
-                )));
-            }
-        };
-        out
+            other => Err(EtlError::InvalidInput(format!(
+                "no local handler for {other}"
+            ))),
+        }
     }
 
     /// The `sns:publish` service integration: `Subject`, `Message`, `MessageAttributes`.

@@ -282,10 +282,12 @@ fn expected_merge(nyt: &Path, jhu: &Path) -> BTreeMap<String, (u64, u64, Option<
     let mut out = BTreeMap::new();
     for l in lines {
         let f: Vec<_> = l.split(',').collect();
-        if f.len() == header.len() && f[country] == "US" && f[province].is_empty() {
-            if let Some((cases, deaths)) = nyt.get(f[d]) {
-                out.insert(f[d].to_string(), (*cases, *deaths, f[rec].parse().ok()));
-            }
+        if f.len() == header.len()
+            && f[country] == "US"
+            && f[province].is_empty()
+            && let Some((cases, deaths)) = nyt.get(f[d])
+        {
+            out.insert(f[d].to_string(), (*cases, *deaths, f[rec].parse().ok()));
         }
     }
     out

@@ -99,51 +99,57 @@ impl HistorySink for Progress {
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
-    let db = open(&args.db)?;
     let options = RunOptions {
         dry_run: args.dry_run,
         full_reload: args.full_reload,
         nyt: args.nyt,
         jhu: args.jhu,
     };
-    let store: Arc<dyn Store> = Arc::new(db.clone());
-    let notifier: Arc<dyn Notifier> = Arc::new(db.clone());
-    let tasks = LocalTasks {
-        sources: SourceConfig::from_env(),
-        store,
-        notifier: notifier.clone(),
-        fallback: notifier,
-    };
-    let progress = Progress::new(!args.json);
-    let runner = LocalRunner {
-        db: &db,
-        tasks: &tasks,
-        clock: &SystemClock,
-        jitter: &RandomJitter,
-        observer: &progress,
-    };
-    let record = runner.start(args.name, &options).await?;
-    finish(&db, &record, args.json)
+    let session = Session::open(&args.db, args.json)?;
+    let record = session.runner().start(args.name, &options).await?;
+    finish(&session.db, &record, args.json)
 }
 
 pub(crate) async fn redrive(db: &DbArg, id: &str, as_json: bool) -> Result<(), Failure> {
-    let db = open(db)?;
-    let tasks = LocalTasks {
-        sources: SourceConfig::from_env(),
-        store: Arc::new(db.clone()),
-        notifier: Arc::new(db.clone()),
-        fallback: Arc::new(db.clone()),
-    };
-    let progress = Progress::new(!as_json);
-    let runner = LocalRunner {
-        db: &db,
-        tasks: &tasks,
-        clock: &SystemClock,
-        jitter: &RandomJitter,
-        observer: &progress,
-    };
-    let record = runner.redrive(id).await?;
-    finish(&db, &record, as_json)
+    let session = Session::open(db, as_json)?;
+    let record = session.runner().redrive(id).await?;
+    finish(&session.db, &record, as_json)
+}
+
+/// What `run` and `redrive` share: the database, the in-process tasks, the progress lines.
+struct Session {
+    db: SqliteDb,
+    tasks: LocalTasks,
+    progress: Progress,
+}
+
+impl Session {
+    fn open(db: &DbArg, as_json: bool) -> Result<Self, Failure> {
+        let db = open(db)?;
+        let store: Arc<dyn Store> = Arc::new(db.clone());
+        let notifier: Arc<dyn Notifier> = Arc::new(db.clone());
+        let tasks = LocalTasks {
+            sources: SourceConfig::from_env(),
+            store,
+            notifier: notifier.clone(),
+            fallback: notifier,
+        };
+        Ok(Self {
+            db,
+            tasks,
+            progress: Progress::new(!as_json),
+        })
+    }
+
+    fn runner(&self) -> LocalRunner<'_> {
+        LocalRunner {
+            db: &self.db,
+            tasks: &self.tasks,
+            clock: &SystemClock,
+            jitter: &RandomJitter,
+            observer: &self.progress,
+        }
+    }
 }
 
 /// Prints the outcome of a run or redrive; a failed execution exits non-zero.
@@ -251,8 +257,8 @@ pub(crate) fn executions(db: &DbArg, limit: u32, as_json: bool) -> Result<(), Fa
         return Ok(());
     }
     println!(
-        "{:<36} {:<24} {:>9} {:<10} {}",
-        "NAME", "STARTED", "DURATION", "STATUS", "FAILED STATE"
+        "{:<36} {:<24} {:>9} {:<10} FAILED STATE",
+        "NAME", "STARTED", "DURATION", "STATUS"
     );
     for e in list {
         println!(

@@ -340,7 +340,8 @@ impl Run<'_> {
         let next = state.next.clone();
         match &state.kind {
             Kind::Task { .. } | Kind::Parallel { .. } => {
-                self.run_with_retries(state, raw, entered, flow).await
+                self.run_with_retries(state, raw, entered, &context, flow)
+                    .await
             }
             Kind::Pass { result } => {
                 let result = match (result, &state.parameters) {
@@ -408,10 +409,10 @@ impl Run<'_> {
         state: &State,
         raw: Value,
         entered: DateTime<Utc>,
+        context: &Value,
         flow: &Flow,
     ) -> Result<Step, Failure> {
-        let context = self.context(&state.name, entered, 0);
-        let effective = apply_selector(&state.input_path, &raw, &context)
+        let effective = apply_selector(&state.input_path, &raw, context)
             .map_err(|c| Failure::at(state, STATES_RUNTIME, c))?;
         let mut budget = RetryBudget::new(&state.retry);
         let failure = loop {

@@ -77,7 +77,7 @@ pub(crate) struct RawRetrier {
 pub(crate) struct Retrier {
     pub(crate) error_equals: Vec<String>,
     interval_seconds: u64,
-    pub(crate) max_attempts: u32,
+    max_attempts: u32,
     backoff_rate: f64,
     max_delay_seconds: Option<u64>,
     jitter: JitterStrategy,
@@ -112,7 +112,7 @@ impl Retrier {
 
     /// The wait before retry number `attempt` (0-based): `IntervalSeconds × BackoffRate^attempt`,
     /// capped by MaxDelaySeconds, then scaled by a uniform sample for FULL jitter.
-    pub(crate) fn delay(&self, attempt: u32, jitter: &dyn Jitter) -> Duration {
+    fn delay(&self, attempt: u32, jitter: &dyn Jitter) -> Duration {
         let mut seconds = self.interval_seconds as f64 * self.backoff_rate.powf(f64::from(attempt));
         if let Some(cap) = self.max_delay_seconds {
             seconds = seconds.min(cap as f64);

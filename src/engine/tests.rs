@@ -1016,6 +1016,16 @@ fn load_time_refusals() {
 }
 
 #[test]
+fn executions_can_be_spawned() {
+    fn assert_send<T: Send>(_: T) {}
+    let h = Harness::states(json!({"T": task(json!({}))}), &[]);
+    let executor = h.executor();
+    assert_send(executor.start("id", "name", json!({})));
+    assert_send(executor.resume("id", "name", "T", json!({}), json!({})));
+}
+
+/// The definition we deploy must stay within what this engine accepts.
+#[test]
 fn production_definition_loads() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/statemachine/etl.asl.json");
     let text = std::fs::read_to_string(path).expect("statemachine/etl.asl.json");

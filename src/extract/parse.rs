@@ -29,7 +29,7 @@ impl<'a> Columns<'a> {
                 source_name: self.source_name.to_string(),
                 reason: format!(
                     "missing required column \"{name}\" (header: {})",
-                    String::from_utf8_lossy(&self.headers.as_slice().to_vec())
+                    String::from_utf8_lossy(self.headers.as_slice())
                         .chars()
                         .take(200)
                         .collect::<String>()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every check the project has, in one command (CI runs exactly this through .ci/run):
+#   1. the pinned tools (npm ci, .venv with moto and cfn-lint) — fast when already there
+#   2. cargo fmt --check and clippy -D warnings
+#   3. offline deployment checks: serverless package, cfn-lint, asl-validator, actionlint
+#   4. cargo test: unit tests, the engine, the pipeline on fixtures and real snapshots,
+#      the CLI end to end, the AWS adapters against moto on 127.0.0.1, the compiled template
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup-tools.sh
+echo "=== cargo fmt --check"
+cargo fmt --all --check
+echo "=== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "=== deployment checks"
+COVID_ETL_SKIP_SETUP=1 bash tests/deploy/check.sh
+echo "=== cargo test"
+# The deployment test reads the template that check.sh just compiled (stage ci).
+COVID_ETL_TEMPLATE="$PWD/.serverless/cloudformation-template-update-stack.json" \
+COVID_ETL_EXPECT_STAGE=ci COVID_ETL_EXPECT_ARCH="${ARCH:-arm64}" COVID_ETL_EXPECT_RATE="rate(1 day)" \
+  cargo test --workspace --locked
