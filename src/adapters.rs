@@ -1,11 +1,13 @@
 //! Chooses the adapters a Lambda binary uses, from its environment.
 //!
 //! `COVID_ETL_DB` selects the embedded SQLite store and outbox (for running the binaries
-//! locally); otherwise `TABLE_NAME` and `TOPIC_ARN` select DynamoDB and SNS.
+//! locally); otherwise `TABLE_NAME` and `TOPIC_ARN` select DynamoDB and SNS, with clients built
+//! from the standard AWS configuration ([`crate::aws::default_config`], which honours
+//! `AWS_ENDPOINT_URL`).
 
 use crate::error::{EtlError, Result};
-use crate::notify::Notifier;
-use crate::store::{SqliteDb, Store};
+use crate::notify::{Notifier, SnsNotifier};
+use crate::store::{DynamoStore, SqliteDb, Store};
 use std::sync::Arc;
 
 fn required(name: &str) -> Result<String> {
@@ -18,8 +20,9 @@ pub async fn store_from_env() -> Result<Arc<dyn Store>> {
         return Ok(Arc::new(SqliteDb::open(path)?));
     }
     let table = required("TABLE_NAME")?;
-    Err(EtlError::InvalidInput(format!(
-        "DynamoDB store for {table} is not built yet"
+    Ok(Arc::new(DynamoStore::from_conf(
+        crate::aws::default_config().await,
+        table,
     )))
 }
 
@@ -28,7 +31,8 @@ pub async fn notifier_from_env() -> Result<Arc<dyn Notifier>> {
         return Ok(Arc::new(SqliteDb::open(path)?));
     }
     let topic = required("TOPIC_ARN")?;
-    Err(EtlError::InvalidInput(format!(
-        "SNS notifier for {topic} is not built yet"
+    Ok(Arc::new(SnsNotifier::from_conf(
+        crate::aws::default_config().await,
+        topic,
     )))
 }

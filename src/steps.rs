@@ -50,11 +50,71 @@ pub async fn extract(
     extract::extract(kind, &location, &config.http, None, true).await
 }
 
-/// The merge state: join on date, collect the warnings of both sources.
-pub fn merge(request: MergeRequest) -> Result<Merged> {
+/// The thresholds behind the merge step's data-quality warnings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QualityPolicy {
+    /// A source whose newest date is older than this many days is reported as stale (both
+    /// real sources stopped updating in March 2023: a run must say so, not succeed quietly).
+    pub stale_after_days: i64,
+    /// Fewer common dates than this is reported (none at all is an error).
+    pub min_overlap_days: usize,
+}
+
+impl Default for QualityPolicy {
+    fn default() -> Self {
+        Self {
+            stale_after_days: 3,
+            min_overlap_days: 30,
+        }
+    }
+}
+
+impl QualityPolicy {
+    /// Defaults, overridden by `STALE_AFTER_DAYS` and `MIN_OVERLAP_DAYS`.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<i64>().ok());
+        let d = Self::default();
+        Self {
+            stale_after_days: var("STALE_AFTER_DAYS").unwrap_or(d.stale_after_days),
+            min_overlap_days: var("MIN_OVERLAP_DAYS").map_or(d.min_overlap_days, |v| v.max(0) as usize),
+        }
+    }
+}
+
+/// The merge state: join on date, collect the warnings of both sources and add the
+/// cross-source ones: stale sources (against `today`, injected so it is testable), a short
+/// overlap, and JHU `Recovered` missing on the latest days.
+pub fn merge(request: MergeRequest, policy: &QualityPolicy, today: chrono::NaiveDate) -> Result<Merged> {
     let MergeRequest { nyt, jhu } = request;
     let joined = merge::join(&nyt.records, &jhu.records)?;
-    let warnings = nyt.warnings.into_iter().chain(jhu.warnings).collect();
+    let mut warnings: Vec<String> = nyt.warnings.into_iter().chain(jhu.warnings).collect();
+    for (name, records) in [("nyt", &nyt.records), ("jhu", &jhu.records)] {
+        if let Some(newest) = records.last().map(|r| r.date) {
+            let age = (today - newest).num_days();
+            if age > policy.stale_after_days {
+                warnings.push(format!(
+                    "{name} is stale: its newest date {} is {age} days old (limit {} days); the source may have stopped updating",
+                    crate::record::iso(newest),
+                    policy.stale_after_days
+                ));
+            }
+        }
+    }
+    if joined.records.len() < policy.min_overlap_days {
+        warnings.push(format!(
+            "the sources overlap on only {} days (fewer than {})",
+            joined.records.len(),
+            policy.min_overlap_days
+        ));
+    }
+    let missing_recovered = joined.records.iter().rev().take_while(|r| r.recovered.is_none()).count();
+    if missing_recovered > 0 {
+        let since = joined.records[joined.records.len() - missing_recovered].date;
+        warnings.push(format!(
+            "jhu Recovered is not reported for the latest {missing_recovered} days (since {})",
+            crate::record::iso(since)
+        ));
+    }
     tracing::info!(
         merged = joined.records.len(),
         nyt_only = ?joined.dropped.nyt_only,

@@ -52,6 +52,7 @@ impl Resource {
 /// `Error`, and the Lambda-shaped JSON as `Cause`.
 pub struct LocalTasks {
     pub sources: SourceConfig,
+    pub quality: steps::QualityPolicy,
     pub store: Arc<dyn Store>,
     pub notifier: Arc<dyn Notifier>,
     /// Where the direct `sns:publish` fallback goes (on AWS, the same topic).
@@ -91,7 +92,11 @@ impl LocalTasks {
                         .await?,
                 )
             }
-            "Merge" => to_value(steps::merge(steps::parse_payload(input)?)?),
+            "Merge" => to_value(steps::merge(
+                steps::parse_payload(input)?,
+                &self.quality,
+                chrono::Utc::now().date_naive(),
+            )?),
             "DiffAndLoad" => to_value(
                 steps::diff_and_load(steps::parse_payload(input)?, self.store.as_ref()).await?,
             ),

@@ -4,7 +4,8 @@
 use covid_etl::extract::SourceKind;
 use covid_etl::notify::MemoryNotifier;
 use covid_etl::payload::*;
-use covid_etl::steps::{self, SourceConfig};
+use chrono::NaiveDate;
+use covid_etl::steps::{self, QualityPolicy, SourceConfig};
 use covid_etl::store::{SqliteDb, Store, WriteReport};
 use covid_etl::{DailyRecord, Result};
 use std::collections::BTreeMap;
@@ -38,6 +39,17 @@ async fn run_chain(
     store: &dyn Store,
     notifier: &MemoryNotifier,
 ) -> Result<(Merged, LoadReport)> {
+    run_chain_on(nyt, jhu, store, notifier, NaiveDate::from_ymd_opt(2020, 5, 2).unwrap()).await
+}
+
+/// The chain with the merge step's clock set to `today`.
+async fn run_chain_on(
+    nyt: &Path,
+    jhu: &Path,
+    store: &dyn Store,
+    notifier: &MemoryNotifier,
+    today: NaiveDate,
+) -> Result<(Merged, LoadReport)> {
     let config = SourceConfig::from_env();
     let options = RunOptions {
         nyt: Some(nyt.display().to_string()),
@@ -52,7 +64,7 @@ async fn run_chain(
         steps::extract(SourceKind::Jhu, request, config.clone()),
     )?;
     // Every payload crosses a state boundary as JSON: round-trip them like Step Functions.
-    let merged = steps::merge(roundtrip(&MergeRequest { nyt: n, jhu: j }))?;
+    let merged = steps::merge(roundtrip(&MergeRequest { nyt: n, jhu: j }), &QualityPolicy::default(), today)?;
     let load = steps::diff_and_load(
         roundtrip(&LoadRequest {
             merged: merged.clone(),
@@ -232,6 +244,12 @@ async fn reordered_columns_and_the_older_jhu_schema_give_the_same_series() {
     // The last two days have an empty Recovered in the older file: absent, not zero.
     let last = b.records.last().unwrap();
     assert_eq!(last.recovered, None);
+    assert!(
+        b.warnings
+            .contains(&"jhu Recovered is not reported for the latest 2 days (since 2020-04-28)".to_string()),
+        "{:?}",
+        b.warnings
+    );
     assert_eq!(a.records.last().unwrap().recovered, Some(600));
 }
 
@@ -370,4 +388,24 @@ async fn real_snapshots_load_update_and_rerun() {
         .unwrap();
     assert_eq!((load.counts.inserted, load.counts.updated), (0, 0));
     assert_eq!(store.writes.load(Ordering::SeqCst), writes);
+}
+
+#[tokio::test]
+async fn staleness_is_reported_against_the_injected_clock() {
+    let Some(data) = shared_data() else { return };
+    let nyt = data.join("nyt/us.2020-08-13.csv");
+    let jhu = data.join("jhu/time-series-19-covid-combined.2020-09-03.csv");
+    let at = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+    let stale = |merged: &Merged| merged.warnings.iter().filter(|w| w.contains("is stale")).cloned().collect::<Vec<_>>();
+
+    let (merged, _) = run_chain_on(&nyt, &jhu, &store(), &MemoryNotifier::default(), at(2020, 9, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        stale(&merged),
+        ["nyt is stale: its newest date 2020-08-13 is 19 days old (limit 3 days); the source may have stopped updating"]
+    );
+    let notifier = MemoryNotifier::default();
+    let (merged, _) = run_chain_on(&nyt, &jhu, &store(), &notifier, at(2020, 8, 14)).await.unwrap();
+    assert!(stale(&merged).is_empty(), "{:?}", merged.warnings);
 }

@@ -130,6 +130,7 @@ impl Session {
         let notifier: Arc<dyn Notifier> = Arc::new(db.clone());
         let tasks = LocalTasks {
             sources: SourceConfig::from_env(),
+            quality: covid_etl::steps::QualityPolicy::from_env(),
             store,
             notifier: notifier.clone(),
             fallback: notifier,

@@ -2,8 +2,10 @@
 //! [`Notifier`] implementations only deliver it (the local outbox, SNS).
 
 mod outbox;
+mod sns;
 
 pub use outbox::{MemoryNotifier, OutboxEntry};
+pub use sns::SnsNotifier;
 
 use crate::error::Result;
 use async_trait::async_trait;

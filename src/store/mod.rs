@@ -1,10 +1,12 @@
 //! Where the merged series lives. The domain sees only [`Store`]; the embedded SQLite store,
 //! the in-memory store for tests and the DynamoDB store implement it side by side.
 
+pub mod dynamodb;
 mod executions;
 mod memory;
 pub mod sqlite;
 
+pub use dynamodb::DynamoStore;
 pub use executions::ExecutionRecord;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteDb;

@@ -3,5 +3,9 @@ use covid_etl::{lambda, steps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda::run(|request| async move { steps::merge(request) }).await
+    let policy = steps::QualityPolicy::from_env();
+    lambda::run(move |request| async move {
+        steps::merge(request, &policy, chrono::Utc::now().date_naive())
+    })
+    .await
 }
