@@ -76,7 +76,8 @@ impl QualityPolicy {
         let d = Self::default();
         Self {
             stale_after_days: var("STALE_AFTER_DAYS").unwrap_or(d.stale_after_days),
-            min_overlap_days: var("MIN_OVERLAP_DAYS").map_or(d.min_overlap_days, |v| v.max(0) as usize),
+            min_overlap_days: var("MIN_OVERLAP_DAYS")
+                .map_or(d.min_overlap_days, |v| v.max(0) as usize),
         }
     }
 }
@@ -84,7 +85,11 @@ impl QualityPolicy {
 /// The merge state: join on date, collect the warnings of both sources and add the
 /// cross-source ones: stale sources (against `today`, injected so it is testable), a short
 /// overlap, and JHU `Recovered` missing on the latest days.
-pub fn merge(request: MergeRequest, policy: &QualityPolicy, today: chrono::NaiveDate) -> Result<Merged> {
+pub fn merge(
+    request: MergeRequest,
+    policy: &QualityPolicy,
+    today: chrono::NaiveDate,
+) -> Result<Merged> {
     let MergeRequest { nyt, jhu } = request;
     let joined = merge::join(&nyt.records, &jhu.records)?;
     let mut warnings: Vec<String> = nyt.warnings.into_iter().chain(jhu.warnings).collect();
@@ -107,7 +112,12 @@ pub fn merge(request: MergeRequest, policy: &QualityPolicy, today: chrono::Naive
             policy.min_overlap_days
         ));
     }
-    let missing_recovered = joined.records.iter().rev().take_while(|r| r.recovered.is_none()).count();
+    let missing_recovered = joined
+        .records
+        .iter()
+        .rev()
+        .take_while(|r| r.recovered.is_none())
+        .count();
     if missing_recovered > 0 {
         let since = joined.records[joined.records.len() - missing_recovered].date;
         warnings.push(format!(

@@ -1,10 +1,10 @@
 //! The whole chain — extract both, merge, diff, load into the embedded store, notify — on the
 //! bundled fixtures and, when `../shared/data` is present, on the real snapshots.
 
+use chrono::NaiveDate;
 use covid_etl::extract::SourceKind;
 use covid_etl::notify::MemoryNotifier;
 use covid_etl::payload::*;
-use chrono::NaiveDate;
 use covid_etl::steps::{self, QualityPolicy, SourceConfig};
 use covid_etl::store::{SqliteDb, Store, WriteReport};
 use covid_etl::{DailyRecord, Result};
@@ -39,7 +39,14 @@ async fn run_chain(
     store: &dyn Store,
     notifier: &MemoryNotifier,
 ) -> Result<(Merged, LoadReport)> {
-    run_chain_on(nyt, jhu, store, notifier, NaiveDate::from_ymd_opt(2020, 5, 2).unwrap()).await
+    run_chain_on(
+        nyt,
+        jhu,
+        store,
+        notifier,
+        NaiveDate::from_ymd_opt(2020, 5, 2).unwrap(),
+    )
+    .await
 }
 
 /// The chain with the merge step's clock set to `today`.
@@ -64,7 +71,11 @@ async fn run_chain_on(
         steps::extract(SourceKind::Jhu, request, config.clone()),
     )?;
     // Every payload crosses a state boundary as JSON: round-trip them like Step Functions.
-    let merged = steps::merge(roundtrip(&MergeRequest { nyt: n, jhu: j }), &QualityPolicy::default(), today)?;
+    let merged = steps::merge(
+        roundtrip(&MergeRequest { nyt: n, jhu: j }),
+        &QualityPolicy::default(),
+        today,
+    )?;
     let load = steps::diff_and_load(
         roundtrip(&LoadRequest {
             merged: merged.clone(),
@@ -245,8 +256,9 @@ async fn reordered_columns_and_the_older_jhu_schema_give_the_same_series() {
     let last = b.records.last().unwrap();
     assert_eq!(last.recovered, None);
     assert!(
-        b.warnings
-            .contains(&"jhu Recovered is not reported for the latest 2 days (since 2020-04-28)".to_string()),
+        b.warnings.contains(
+            &"jhu Recovered is not reported for the latest 2 days (since 2020-04-28)".to_string()
+        ),
         "{:?}",
         b.warnings
     );
@@ -396,16 +408,33 @@ async fn staleness_is_reported_against_the_injected_clock() {
     let nyt = data.join("nyt/us.2020-08-13.csv");
     let jhu = data.join("jhu/time-series-19-covid-combined.2020-09-03.csv");
     let at = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
-    let stale = |merged: &Merged| merged.warnings.iter().filter(|w| w.contains("is stale")).cloned().collect::<Vec<_>>();
+    let stale = |merged: &Merged| {
+        merged
+            .warnings
+            .iter()
+            .filter(|w| w.contains("is stale"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
 
-    let (merged, _) = run_chain_on(&nyt, &jhu, &store(), &MemoryNotifier::default(), at(2020, 9, 1))
-        .await
-        .unwrap();
+    let (merged, _) = run_chain_on(
+        &nyt,
+        &jhu,
+        &store(),
+        &MemoryNotifier::default(),
+        at(2020, 9, 1),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         stale(&merged),
-        ["nyt is stale: its newest date 2020-08-13 is 19 days old (limit 3 days); the source may have stopped updating"]
+        [
+            "nyt is stale: its newest date 2020-08-13 is 19 days old (limit 3 days); the source may have stopped updating"
+        ]
     );
     let notifier = MemoryNotifier::default();
-    let (merged, _) = run_chain_on(&nyt, &jhu, &store(), &notifier, at(2020, 8, 14)).await.unwrap();
+    let (merged, _) = run_chain_on(&nyt, &jhu, &store(), &notifier, at(2020, 8, 14))
+        .await
+        .unwrap();
     assert!(stale(&merged).is_empty(), "{:?}", merged.warnings);
 }

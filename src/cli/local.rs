@@ -34,6 +34,23 @@ pub(crate) struct RunArgs {
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     json: bool,
+    /// Where the series goes: the embedded database, or a DynamoDB table (with --table).
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+    /// DynamoDB table, with --store dynamodb.
+    #[arg(long, required_if_eq("store", "dynamodb"))]
+    table: Option<String>,
+    /// SNS topic for notifications (default: the local outbox).
+    #[arg(long, value_name = "ARN")]
+    topic_arn: Option<String>,
+    #[command(flatten)]
+    aws: super::remote::AwsArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoreKind {
+    Sqlite,
+    Dynamodb,
 }
 
 fn open(db: &DbArg) -> Result<SqliteDb, Failure> {
@@ -105,7 +122,22 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         nyt: args.nyt,
         jhu: args.jhu,
     };
-    let session = Session::open(&args.db, args.json)?;
+    let mut session = Session::open(&args.db, args.json)?;
+    // Backfilling or debugging against AWS from a laptop: the local engine with the real
+    // table and topic. Executions are still recorded in the local database.
+    if args.store == StoreKind::Dynamodb || args.topic_arn.is_some() {
+        let config = covid_etl::aws::sdk_config(args.aws.endpoint_url.as_deref()).await;
+        if let (StoreKind::Dynamodb, Some(table)) = (args.store, &args.table) {
+            session.tasks.store =
+                Arc::new(covid_etl::store::DynamoStore::from_conf(&config, table));
+        }
+        if let Some(topic) = &args.topic_arn {
+            let sns: Arc<dyn Notifier> =
+                Arc::new(covid_etl::notify::SnsNotifier::from_conf(&config, topic));
+            session.tasks.notifier = sns.clone();
+            session.tasks.fallback = sns;
+        }
+    }
     let record = session.runner().start(args.name, &options).await?;
     finish(&session.db, &record, args.json)
 }

@@ -2,6 +2,7 @@
 //! are one clear line on stderr and a non-zero exit code, never a backtrace.
 
 mod local;
+mod remote;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -29,10 +30,28 @@ pub(crate) struct DbArg {
 enum Command {
     /// Run one execution of the state machine on the local engine.
     Run(local::RunArgs),
-    /// List recent executions.
+    /// Start an execution of a deployed state machine (the console's "Start execution").
+    Start {
+        #[arg(long, value_name = "ARN")]
+        state_machine_arn: String,
+        /// Execution input, e.g. '{"dryRun":true}'.
+        #[arg(long, value_name = "JSON", default_value_t = remote::default_input())]
+        input: String,
+        /// Execution name; Step Functions refuses one already used.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        aws: remote::AwsArgs,
+    },
+    /// List recent executions (local, or of a deployed state machine).
     Executions {
         #[command(flatten)]
         db: DbArg,
+        /// List the executions of this deployed state machine instead of local ones.
+        #[arg(long, value_name = "ARN")]
+        state_machine_arn: Option<String>,
+        #[command(flatten)]
+        aws: remote::AwsArgs,
         /// How many to show.
         #[arg(long, default_value_t = 20)]
         limit: u32,
@@ -41,19 +60,23 @@ enum Command {
     },
     /// Show one execution step by step: state, duration, attempts, output or error.
     Execution {
-        /// Execution id or name.
+        /// Local execution name or id, or an AWS execution ARN.
         id: String,
         #[command(flatten)]
         db: DbArg,
+        #[command(flatten)]
+        aws: remote::AwsArgs,
         #[arg(long)]
         json: bool,
     },
     /// Resume a failed execution from the state that failed, with that state's input.
     Redrive {
-        /// Execution id or name.
+        /// Local execution name or id, or an AWS execution ARN (RedriveExecution).
         id: String,
         #[command(flatten)]
         db: DbArg,
+        #[command(flatten)]
+        aws: remote::AwsArgs,
         #[arg(long)]
         json: bool,
     },
@@ -125,9 +148,30 @@ pub fn main() -> ExitCode {
 async fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Run(args) => local::run(args).await,
-        Command::Executions { db, limit, json } => local::executions(&db, limit, json),
-        Command::Execution { id, db, json } => local::execution(&db, &id, json),
-        Command::Redrive { id, db, json } => local::redrive(&db, &id, json).await,
+        Command::Start {
+            state_machine_arn,
+            input,
+            name,
+            aws,
+        } => remote::start(&aws, &state_machine_arn, name.as_deref(), &input).await,
+        Command::Executions {
+            state_machine_arn: Some(arn),
+            aws,
+            limit,
+            json,
+            ..
+        } => remote::executions(&aws, &arn, limit, json).await,
+        Command::Executions {
+            db, limit, json, ..
+        } => local::executions(&db, limit, json),
+        Command::Execution { id, aws, json, .. } if remote::is_remote(&id) => {
+            remote::execution(&aws, &id, json).await
+        }
+        Command::Execution { id, db, json, .. } => local::execution(&db, &id, json),
+        Command::Redrive { id, aws, .. } if remote::is_remote(&id) => {
+            remote::redrive(&aws, &id).await
+        }
+        Command::Redrive { id, db, json, .. } => local::redrive(&db, &id, json).await,
         Command::Export { db, format } => local::export(&db, matches!(format, Format::Json)).await,
         Command::Notifications { db, json } => local::notifications(&db, json),
     }

@@ -32,10 +32,15 @@ pub enum EventKind {
     SucceedStateEntered,
     SucceedStateExited,
     FailStateEntered,
+    #[serde(alias = "LambdaFunctionScheduled")]
     TaskScheduled,
+    #[serde(alias = "LambdaFunctionStarted")]
     TaskStarted,
+    #[serde(alias = "LambdaFunctionSucceeded")]
     TaskSucceeded,
+    #[serde(alias = "LambdaFunctionFailed")]
     TaskFailed,
+    #[serde(alias = "LambdaFunctionTimedOut")]
     TaskTimedOut,
     ParallelStateStarted,
     ParallelStateSucceeded,
@@ -67,11 +72,17 @@ impl EventKind {
 /// One history event. `details` holds what AWS puts in the matching `…EventDetails`
 /// (`input`, `output`, `error`, `cause`, `resource`, `parameters`, `retryAttempt`), with
 /// payloads kept as JSON values rather than AWS's JSON-in-a-string.
+///
+/// Serialized as `{"id","previousEventId","timestamp","type","stateName","details"}`, the shape
+/// [`crate::aws::sfn::history`] gives AWS's events, so one renderer serves both.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct HistoryEvent {
     pub id: u64,
+    #[serde(default)]
     pub previous_event_id: u64,
     pub timestamp: DateTime<Utc>,
+    #[serde(rename = "type")]
     pub kind: EventKind,
     pub state_name: Option<String>,
     pub details: Value,
@@ -187,7 +198,8 @@ mod tests {
             .collect();
         assert_eq!(chain, [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3)]);
         let json = serde_json::to_value(&sink.events()[4]).unwrap();
-        assert_eq!(json["kind"], "TaskScheduled");
+        assert_eq!(json["type"], "TaskScheduled");
+        assert_eq!(json["previousEventId"], 3);
         assert_eq!(EventKind::state("Fail", false), None);
         assert_eq!(
             EventKind::state("Choice", true),

@@ -1,0 +1,107 @@
+//! Commands against a state machine deployed on AWS Step Functions (or any endpoint that
+//! speaks its API, such as a local test server). Rendering is shared with local executions.
+
+use super::Failure;
+use covid_etl::aws::{self, sfn};
+use covid_etl::engine::HistoryEvent;
+use covid_etl::report;
+use serde_json::{Value, json};
+
+/// `--endpoint-url` overrides the standard configuration (otherwise `AWS_ENDPOINT_URL`,
+/// the profile, region and credentials chain apply as everywhere in the AWS SDK).
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct AwsArgs {
+    /// AWS API endpoint (default: the standard configuration, `AWS_ENDPOINT_URL` included).
+    #[arg(long, value_name = "URL")]
+    pub(crate) endpoint_url: Option<String>,
+}
+
+/// Is this an execution on AWS (an ARN) rather than a local execution name?
+pub(crate) fn is_remote(id: &str) -> bool {
+    id.starts_with("arn:aws")
+}
+
+async fn client(args: &AwsArgs) -> aws_sdk_sfn::Client {
+    aws_sdk_sfn::Client::new(&aws::sdk_config(args.endpoint_url.as_deref()).await)
+}
+
+pub(crate) async fn start(
+    aws: &AwsArgs,
+    state_machine_arn: &str,
+    name: Option<&str>,
+    input: &str,
+) -> Result<(), Failure> {
+    let arn = sfn::start_execution(&client(aws).await, state_machine_arn, name, input).await?;
+    println!("{arn}");
+    Ok(())
+}
+
+pub(crate) async fn executions(
+    aws: &AwsArgs,
+    state_machine_arn: &str,
+    limit: u32,
+    as_json: bool,
+) -> Result<(), Failure> {
+    let rows = sfn::list_executions(&client(aws).await, state_machine_arn, limit as usize).await?;
+    if as_json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    println!("{:<40} {:<24} {:>9} STATUS", "NAME", "STARTED", "DURATION");
+    for r in rows {
+        let duration = r.stop.map_or("-".to_string(), |s| {
+            format!("{} ms", (s - r.start).num_milliseconds())
+        });
+        println!(
+            "{:<40} {:<24} {:>9} {}",
+            r.name,
+            r.start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration,
+            r.status
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn execution(aws: &AwsArgs, arn: &str, as_json: bool) -> Result<(), Failure> {
+    let client = client(aws).await;
+    let d = sfn::describe(&client, arn).await?;
+    // Events of kinds the local engine never emits (Map, Wait, aborts…) do not change the
+    // step table, so they are left out of it.
+    let events: Vec<HistoryEvent> = sfn::history(&client, arn)
+        .await?
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    let steps = report::steps(&events, d.status != "RUNNING");
+    if as_json {
+        let mut view = serde_json::to_value(&d)?;
+        view["steps"] = json!(steps);
+        println!("{view}");
+        return Ok(());
+    }
+    println!("{}  {}  started {}", d.name, d.status, d.start.to_rfc3339());
+    print!("{}", report::table(&steps));
+    if let (Some(error), cause) = (&d.error, &d.cause) {
+        let cause = covid_etl::payload::ErrorInfo {
+            error: error.clone(),
+            cause: cause.clone().unwrap_or_default(),
+        };
+        println!("{} : {error}: {}", d.status, cause.message());
+    }
+    Ok(())
+}
+
+pub(crate) async fn redrive(aws: &AwsArgs, arn: &str) -> Result<(), Failure> {
+    let date = sfn::redrive(&client(aws).await, arn).await?;
+    println!(
+        "redriven at {}: follow it with `covid-etl execution {arn}`",
+        date.to_rfc3339()
+    );
+    Ok(())
+}
+
+/// The execution input `start` sends when none is given: a scheduled run's `{}`.
+pub(crate) fn default_input() -> String {
+    Value::Object(Default::default()).to_string()
+}

@@ -1,0 +1,465 @@
+//! The DynamoDB store: one item per day in a table keyed by `date`.
+//!
+//! # Table layout
+//! Partition key `date` (S, `YYYY-MM-DD`), no sort key. Each day has the numbers `cases` and
+//! `deaths`, and `recovered` when the source reports it: an unknown value is an *absent*
+//! attribute, never 0.
+//!
+//! # Reading
+//! [`Store::series`] pages through a strongly consistent Scan that projects the four
+//! attributes. The table is small (one item of about 50 bytes per day: a few years of data is
+//! ~100 KB, some 25 read units per full scan), a diff needs every day anyway, and a Scan
+//! needs no index, so nothing cheaper is worth its complexity. The same table may also hold
+//! other items (the run ledger uses keys such as `run#…`): items whose key is not a
+//! `YYYY-MM-DD` date are skipped, so such items can share the table without ever being
+//! mistaken for days. An item whose key *is* a date but whose numbers are missing or
+//! malformed is reported as a [`EtlError::StoreError`]: that is a corrupt day, not another
+//! kind of item.
+//!
+//! # Writing
+//! [`Store::write`] puts the records with BatchWriteItem, [`MAX_BATCH`] (25) items per request,
+//! at most [`WritePolicy::concurrency`] requests in flight. Items the service hands back as
+//! `UnprocessedItems`, and whole requests refused with a throttling error
+//! (`ProvisionedThroughputExceededException`, `ThrottlingException`, `RequestLimitExceeded`),
+//! are re-sent with exponential backoff and full jitter, up to [`WritePolicy::max_attempts`]
+//! sends per batch. What is still unwritten then fails the write with the retryable
+//! [`EtlError::LoadIncomplete`] (or [`EtlError::StoreThrottled`] if the last answer was a
+//! throttling error), naming how many items are missing; puts are idempotent and the next run
+//! diffs against what the table holds, so it writes exactly what is missing. Any other error
+//! is an [`EtlError::StoreError`] carrying the service's code and message.
+//!
+//! The cost reported in [`WriteReport::write_units`] is computed from the items' sizes with
+//! DynamoDB's rule (attribute names plus values; 1 WCU per started KB per item), not taken
+//! from the service: local servers report made-up figures. The service's own
+//! `ConsumedCapacity` (requested as `TOTAL`) is logged next to it.
+
+use super::{Store, WriteReport};
+use crate::aws::sdk_error_text;
+use crate::error::{EtlError, Result};
+use crate::record::{DailyRecord, iso};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnConsumedCapacity, WriteRequest};
+use chrono::NaiveDate;
+use futures::{StreamExt, stream};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The most items one BatchWriteItem request may carry.
+pub const MAX_BATCH: usize = 25;
+
+/// Error codes that mean "slow down": retried with backoff, [`EtlError::StoreThrottled`] if
+/// they persist.
+const THROTTLING_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+];
+
+/// How [`DynamoStore::write`] batches and retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WritePolicy {
+    /// Items per BatchWriteItem request (1..=25).
+    pub batch_size: usize,
+    /// BatchWriteItem requests in flight at once.
+    pub concurrency: usize,
+    /// Sends per batch, the first included, before giving up on what is left of it.
+    pub max_attempts: u32,
+    /// The backoff before the n-th re-send is drawn uniformly from
+    /// `0..=min(max_delay, base_delay * 2^(n-1))` ("full jitter").
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for WritePolicy {
+    fn default() -> Self {
+        Self {
+            batch_size: MAX_BATCH,
+            concurrency: 4,
+            max_attempts: 8,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WritePolicy {
+    /// The randomized wait before re-send number `retry` (1-based).
+    fn backoff(&self, retry: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(retry.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        let cap = self
+            .base_delay
+            .saturating_mul(factor)
+            .min(self.max_delay)
+            .as_millis() as u64;
+        Duration::from_millis(rand::random_range(0..=cap))
+    }
+}
+
+/// The series table in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    policy: WritePolicy,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            policy: WritePolicy::default(),
+        }
+    }
+
+    /// A store whose client is built from `config` (see [`crate::aws::sdk_config`]).
+    pub fn from_conf(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(config), table)
+    }
+
+    /// Replaces the batching and retry policy (the batch size is clamped to 1..=25).
+    pub fn with_policy(mut self, mut policy: WritePolicy) -> Self {
+        policy.batch_size = policy.batch_size.clamp(1, MAX_BATCH);
+        policy.concurrency = policy.concurrency.max(1);
+        policy.max_attempts = policy.max_attempts.max(1);
+        self.policy = policy;
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends one batch until every item is written or the attempts run out.
+    async fn write_batch(&self, batch: &[DailyRecord]) -> BatchOutcome {
+        let mut pending: Vec<WriteRequest> = batch.iter().map(put_request).collect();
+        let mut outcome = BatchOutcome::default();
+        for attempt in 1..=self.policy.max_attempts {
+            if attempt > 1 {
+                tokio::time::sleep(self.policy.backoff(attempt - 1)).await;
+            }
+            outcome.requests += 1;
+            let sent = pending.len();
+            let result = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending.clone())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    let reported: f64 = out
+                        .consumed_capacity()
+                        .iter()
+                        .filter_map(|c| c.capacity_units())
+                        .sum();
+                    pending = out
+                        .unprocessed_items
+                        .and_then(|mut m| m.remove(&self.table))
+                        .unwrap_or_default();
+                    tracing::debug!(
+                        table = %self.table,
+                        sent,
+                        unprocessed = pending.len(),
+                        attempt,
+                        service_reported_wcu = reported,
+                        "BatchWriteItem"
+                    );
+                    outcome.failure = None;
+                    if pending.is_empty() {
+                        return outcome;
+                    }
+                    tracing::warn!(
+                        table = %self.table,
+                        unprocessed = pending.len(),
+                        attempt,
+                        "BatchWriteItem returned UnprocessedItems; re-sending them"
+                    );
+                }
+                Err(e) => {
+                    let (code, message) = sdk_error_text(&e);
+                    if code
+                        .as_deref()
+                        .is_some_and(|c| THROTTLING_CODES.contains(&c))
+                    {
+                        tracing::warn!(table = %self.table, attempt, %message, "BatchWriteItem throttled");
+                        outcome.failure = Some(Failure::Throttled(message));
+                    } else {
+                        outcome.unwritten = pending.len();
+                        outcome.failure = Some(Failure::Fatal(message));
+                        return outcome;
+                    }
+                }
+            }
+        }
+        outcome.unwritten = pending.len();
+        outcome
+    }
+}
+
+#[derive(Debug, Default)]
+struct BatchOutcome {
+    requests: u64,
+    /// Items of the batch not written when it gave up.
+    unwritten: usize,
+    /// The last error, when the last answer was one.
+    failure: Option<Failure>,
+}
+
+#[derive(Debug)]
+enum Failure {
+    Throttled(String),
+    Fatal(String),
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn series(&self) -> Result<Vec<DailyRecord>> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            // `date` is a DynamoDB reserved word: every name goes through a placeholder.
+            .projection_expression("#d, #c, #x, #r")
+            .expression_attribute_names("#d", "date")
+            .expression_attribute_names("#c", "cases")
+            .expression_attribute_names("#x", "deaths")
+            .expression_attribute_names("#r", "recovered")
+            .into_paginator()
+            .send();
+        let mut records = Vec::new();
+        let mut skipped = 0usize;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                EtlError::StoreError(format!("Scan {}: {}", self.table, sdk_error_text(&e).1))
+            })?;
+            for item in page.items() {
+                match record_from_item(item)? {
+                    Some(r) => records.push(r),
+                    None => skipped += 1,
+                }
+            }
+        }
+        records.sort_by_key(|r| r.date);
+        tracing::debug!(table = %self.table, days = records.len(), skipped, "scanned");
+        Ok(records)
+    }
+
+    async fn write(&self, records: &[DailyRecord]) -> Result<WriteReport> {
+        if records.is_empty() {
+            return Ok(WriteReport::default());
+        }
+        // Futures are lazy: building them all up front sends nothing; `buffer_unordered`
+        // then polls at most `concurrency` of them at a time.
+        let batches: Vec<_> = records
+            .chunks(self.policy.batch_size)
+            .map(|batch| self.write_batch(batch))
+            .collect();
+        let outcomes: Vec<BatchOutcome> = stream::iter(batches)
+            .buffer_unordered(self.policy.concurrency)
+            .collect()
+            .await;
+
+        let requests: u64 = outcomes.iter().map(|o| o.requests).sum();
+        let unwritten: usize = outcomes.iter().map(|o| o.unwritten).sum();
+        let fatal = outcomes.iter().find_map(|o| match &o.failure {
+            Some(Failure::Fatal(m)) => Some(m.clone()),
+            _ => None,
+        });
+        let throttled = outcomes.iter().find_map(|o| match &o.failure {
+            Some(Failure::Throttled(m)) if o.unwritten > 0 => Some(m.clone()),
+            _ => None,
+        });
+        let what = format!(
+            "{unwritten} of {} items not written to {} ({requests} BatchWriteItem requests, \
+             up to {} attempts per batch); a rerun writes exactly the missing days",
+            records.len(),
+            self.table,
+            self.policy.max_attempts
+        );
+        if let Some(message) = fatal {
+            return Err(EtlError::StoreError(format!(
+                "BatchWriteItem {}: {message}; {what}",
+                self.table
+            )));
+        }
+        if let Some(message) = throttled {
+            return Err(EtlError::StoreThrottled(format!("{message}; {what}")));
+        }
+        if unwritten > 0 {
+            return Err(EtlError::LoadIncomplete(format!(
+                "UnprocessedItems left after retries: {what}"
+            )));
+        }
+        let write_units = records.iter().map(write_units).sum();
+        tracing::info!(
+            table = %self.table,
+            items = records.len(),
+            requests,
+            write_units,
+            "written"
+        );
+        Ok(WriteReport {
+            requests,
+            write_units,
+        })
+    }
+}
+
+/// The item for one day: `recovered` is left out when unknown.
+pub fn item(record: &DailyRecord) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        ("date".to_string(), AttributeValue::S(iso(record.date))),
+        (
+            "cases".to_string(),
+            AttributeValue::N(record.cases.to_string()),
+        ),
+        (
+            "deaths".to_string(),
+            AttributeValue::N(record.deaths.to_string()),
+        ),
+    ]);
+    if let Some(r) = record.recovered {
+        item.insert("recovered".to_string(), AttributeValue::N(r.to_string()));
+    }
+    item
+}
+
+fn put_request(record: &DailyRecord) -> WriteRequest {
+    let put = PutRequest::builder()
+        .set_item(Some(item(record)))
+        .build()
+        .expect("a PutRequest with an item is complete");
+    WriteRequest::builder().put_request(put).build()
+}
+
+/// The day an item holds; `None` for items whose key is not a `YYYY-MM-DD` date (other kinds
+/// of items sharing the table).
+pub fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<Option<DailyRecord>> {
+    let Some(AttributeValue::S(key)) = item.get("date") else {
+        return Ok(None);
+    };
+    if key.len() != 10 {
+        return Ok(None);
+    }
+    let Ok(date) = NaiveDate::parse_from_str(key, "%Y-%m-%d") else {
+        return Ok(None);
+    };
+    let number = |name: &str| -> Result<Option<u64>> {
+        match item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::N(n)) => n.parse().map(Some).map_err(|_| {
+                EtlError::StoreError(format!("item {key}: {name} = {n} is not a count"))
+            }),
+            Some(other) => Err(EtlError::StoreError(format!(
+                "item {key}: {name} is not a number ({other:?})"
+            ))),
+        }
+    };
+    let required = |name: &str| -> Result<u64> {
+        number(name)?.ok_or_else(|| EtlError::StoreError(format!("item {key}: {name} is missing")))
+    };
+    Ok(Some(DailyRecord::new(
+        date,
+        required("cases")?,
+        required("deaths")?,
+        number("recovered")?,
+    )))
+}
+
+/// The size DynamoDB bills for an item: each attribute's name (UTF-8 bytes) plus its value; a
+/// string is its UTF-8 length, a number is 1 byte plus 1 per two significant digits.
+pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::N(n) => number_size(n),
+                    AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+                    other => format!("{other:?}").len(),
+                }
+        })
+        .sum()
+}
+
+fn number_size(n: &str) -> usize {
+    let digits: String = n.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+    significant.div_ceil(2) + 1
+}
+
+/// Write capacity units to put `record`: 1 per started KB of its item.
+pub fn write_units(record: &DailyRecord) -> u64 {
+    (item_size(&item(record)).div_ceil(1024) as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: &str, cases: u64, deaths: u64, recovered: Option<u64>) -> DailyRecord {
+        DailyRecord::new(
+            NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap(),
+            cases,
+            deaths,
+            recovered,
+        )
+    }
+
+    #[test]
+    fn items_omit_unknown_recovered_and_round_trip() {
+        let known = day("2020-03-01", 75, 1, Some(7));
+        let unknown = day("2020-03-02", 100, 0, None);
+        assert_eq!(item(&known).len(), 4);
+        assert!(!item(&unknown).contains_key("recovered"));
+        assert_eq!(record_from_item(&item(&known)).unwrap(), Some(known));
+        assert_eq!(record_from_item(&item(&unknown)).unwrap(), Some(unknown));
+    }
+
+    #[test]
+    fn non_date_keys_are_skipped_but_broken_days_are_errors() {
+        let ledger = HashMap::from([(
+            "date".to_string(),
+            AttributeValue::S("run#2020-03-01T00:00:00Z".into()),
+        )]);
+        assert_eq!(record_from_item(&ledger).unwrap(), None);
+        let mut broken = item(&day("2020-03-01", 1, 1, None));
+        broken.remove("deaths");
+        assert!(matches!(
+            record_from_item(&broken),
+            Err(EtlError::StoreError(m)) if m.contains("deaths is missing")
+        ));
+    }
+
+    #[test]
+    fn item_sizes_follow_the_dynamodb_rule() {
+        // date(4)+10, cases(5)+1+ceil(5/2)=9, deaths(6)+1+1=8, recovered(9)+1+1=11
+        let r = day("2020-03-01", 12345, 1, Some(7));
+        assert_eq!(item_size(&item(&r)), 14 + 9 + 8 + 11);
+        assert_eq!(number_size("1000000"), 2);
+        assert_eq!(number_size("0"), 1);
+        assert_eq!(write_units(&r), 1);
+        let big = HashMap::from([("date".to_string(), AttributeValue::S("x".repeat(2000)))]);
+        assert_eq!(item_size(&big).div_ceil(1024), 2);
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let p = WritePolicy::default();
+        for retry in 1..20 {
+            assert!(p.backoff(retry) <= p.max_delay);
+        }
+        assert!(p.backoff(1) <= p.base_delay);
+    }
+}

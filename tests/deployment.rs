@@ -1,0 +1,588 @@
+//! Checks on the CloudFormation template that `serverless package` compiles
+//! from serverless.yml (issue #5, deployment half).
+//!
+//! Environment:
+//! - `COVID_ETL_TEMPLATE`: path to `.serverless/cloudformation-template-update-stack.json`.
+//!   Unset: every test prints why it skips and passes — unless `CI=true`, where a
+//!   missing template is a failure (tests/deploy/check.sh sets it).
+//! - `COVID_ETL_EXPECT_STAGE` (default `ci`): `prod` expects the schedule enabled
+//!   and the table retained; any other stage expects neither.
+//! - `COVID_ETL_EXPECT_RATE` (default `rate(1 day)`): the schedule expression.
+//! - `COVID_ETL_EXPECT_ARCH` (optional): `arm64` or `x86_64` for every function.
+//!
+//! Uses only serde_json and std.
+
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// The ASL function names (`{"Fn::GetAtt": [NAME, "Arn"]}`) and what each
+/// function's role may do besides writing its own logs.
+const FUNCTIONS: &[(&str, &[&str])] = &[
+    ("ExtractNyt", &["dynamodb:GetItem"]),
+    ("ExtractJhu", &["dynamodb:GetItem"]),
+    ("Merge", &[]),
+    (
+        "DiffAndLoad",
+        &[
+            "dynamodb:BatchWriteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Scan",
+        ],
+    ),
+    ("Notify", &["sns:Publish"]),
+];
+
+const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+
+/// What Step Functions needs for CloudWatch Logs delivery and X-Ray.
+const SFN_SERVICE_ACTIONS: &[&str] = &[
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "xray:PutTelemetryRecords",
+    "xray:PutTraceSegments",
+];
+
+fn template() -> Option<Value> {
+    match std::env::var("COVID_ETL_TEMPLATE") {
+        Ok(path) if !path.is_empty() => {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read COVID_ETL_TEMPLATE={path}: {e}"));
+            Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: bad JSON: {e}")))
+        }
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!(
+                    "COVID_ETL_TEMPLATE is not set but CI=true: run tests/deploy/check.sh, \
+                     which packages the stack and sets it"
+                );
+            }
+            eprintln!(
+                "skipping: COVID_ETL_TEMPLATE is not set (tests/deploy/check.sh packages \
+                 the stack and runs these tests)"
+            );
+            None
+        }
+    }
+}
+
+fn expected_stage() -> String {
+    std::env::var("COVID_ETL_EXPECT_STAGE").unwrap_or_else(|_| "ci".into())
+}
+
+fn asl_file() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("statemachine/etl.asl.json");
+    let text = std::fs::read_to_string(&path).expect("read statemachine/etl.asl.json");
+    serde_json::from_str(&text).expect("statemachine/etl.asl.json is JSON")
+}
+
+fn resources(t: &Value) -> &Map<String, Value> {
+    t["Resources"].as_object().expect("template has Resources")
+}
+
+fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
+    resources(t)
+        .get(id)
+        .unwrap_or_else(|| panic!("template has no resource {id}"))
+}
+
+fn of_type<'a>(t: &'a Value, ty: &str) -> Vec<(&'a String, &'a Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"] == ty)
+        .collect()
+}
+
+fn the_state_machine(t: &Value) -> (&String, &Value) {
+    let sms = of_type(t, "AWS::StepFunctions::StateMachine");
+    assert_eq!(sms.len(), 1, "exactly one state machine expected");
+    sms[0]
+}
+
+fn lambda_id(function: &str) -> String {
+    format!("{function}LambdaFunction")
+}
+
+/// A string token standing for an intrinsic, the same on both sides of a comparison.
+fn intrinsic_token(v: &Value) -> Option<String> {
+    let obj = v.as_object()?;
+    if obj.len() != 1 {
+        return None;
+    }
+    if let Some(target) = obj.get("Ref").and_then(Value::as_str) {
+        return Some(format!("<Ref {target}>"));
+    }
+    if let Some(args) = obj.get("Fn::GetAtt").and_then(Value::as_array) {
+        let parts: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
+        return Some(format!("<GetAtt {}>", parts.join(".")));
+    }
+    None
+}
+
+/// Numbers compared by value: the framework writes `2.0` as `2`.
+fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => json!(n.as_f64().expect("finite number")),
+        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), normalize(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// The ASL file with its intrinsics replaced by tokens, the way the plugin
+/// resolves them: a function name becomes its Lambda logical id.
+fn substitute_asl(v: &Value, t: &Value) -> Value {
+    match v {
+        Value::Object(o) if o.len() == 1 && o.contains_key("Fn::GetAtt") => {
+            let args = o["Fn::GetAtt"].as_array().expect("GetAtt args");
+            let name = args[0].as_str().expect("GetAtt name");
+            assert_eq!(
+                args[1], "Arn",
+                "only Fn::GetAtt [X, Arn] is used in the ASL"
+            );
+            let id = lambda_id(name);
+            assert_eq!(
+                resource(t, &id)["Type"],
+                "AWS::Lambda::Function",
+                "{name} in the ASL must be a function of serverless.yml"
+            );
+            Value::String(format!("<GetAtt {id}.Arn>"))
+        }
+        Value::Object(o) if o.len() == 1 && o.contains_key("Ref") => {
+            let id = o["Ref"].as_str().expect("Ref target");
+            resource(t, id);
+            Value::String(format!("<Ref {id}>"))
+        }
+        Value::Object(o) => {
+            assert!(
+                !o.keys().any(|k| k.starts_with("Fn::")),
+                "unsupported intrinsic in ASL: {v}"
+            );
+            Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), substitute_asl(v, t)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|v| substitute_asl(v, t)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The deployed definition: `Fn::Sub` string with its `${name}` placeholders
+/// replaced by the tokens of their values.
+fn compiled_definition(t: &Value) -> Value {
+    let (_, sm) = the_state_machine(t);
+    let def = &sm["Properties"]["DefinitionString"];
+    let (text, params) = match def {
+        Value::String(s) => (s.clone(), Map::new()),
+        Value::Object(o) => match o.get("Fn::Sub") {
+            Some(Value::String(s)) => (s.clone(), Map::new()),
+            Some(Value::Array(a)) => (
+                a[0].as_str().expect("Fn::Sub string").to_owned(),
+                a[1].as_object().expect("Fn::Sub map").clone(),
+            ),
+            _ => panic!("unexpected DefinitionString {def}"),
+        },
+        _ => panic!("unexpected DefinitionString {def}"),
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("closing brace") + start;
+        let name = &rest[start + 2..end];
+        let value = params
+            .get(name)
+            .unwrap_or_else(|| panic!("Fn::Sub placeholder ${{{name}}} has no value"));
+        let token = intrinsic_token(value).unwrap_or_else(|| panic!("{name}: {value}"));
+        out.push_str(&token);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    serde_json::from_str(&out).expect("resolved definition is JSON")
+}
+
+/// Task state name -> (resource, TimeoutSeconds), through Parallel branches.
+fn task_states(states: &Value, out: &mut Vec<(String, Value, u64)>) {
+    for (name, state) in states.as_object().expect("States") {
+        if state["Type"] == "Task" {
+            let timeout = state["TimeoutSeconds"].as_u64().unwrap_or(60);
+            out.push((name.clone(), state["Resource"].clone(), timeout));
+        }
+        if let Some(branches) = state["Branches"].as_array() {
+            for b in branches {
+                task_states(&b["States"], out);
+            }
+        }
+    }
+}
+
+fn as_list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Null => vec![],
+        other => vec![other.clone()],
+    }
+}
+
+/// Every Allow statement of a role's inline policies: (action, resources).
+fn role_statements(role: &Value) -> Vec<(String, Vec<Value>)> {
+    assert!(
+        role["Properties"]["ManagedPolicyArns"].is_null(),
+        "roles carry no managed policies"
+    );
+    let mut out = vec![];
+    for policy in as_list(&role["Properties"]["Policies"]) {
+        for st in as_list(&policy["PolicyDocument"]["Statement"]) {
+            assert_eq!(st["Effect"], "Allow", "only Allow statements: {st}");
+            let resources = as_list(&st["Resource"]);
+            for action in as_list(&st["Action"]) {
+                let action = action.as_str().expect("action string").to_owned();
+                assert!(!action.contains('*'), "wildcard action {action}");
+                out.push((action, resources.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn role_of_function<'a>(t: &'a Value, function: &str) -> (&'a str, &'a Value) {
+    let f = resource(t, &lambda_id(function));
+    let role_id = f["Properties"]["Role"]["Fn::GetAtt"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("{function}: Role must be Fn::GetAtt of a role in the stack"));
+    (role_id, resource(t, role_id))
+}
+
+#[test]
+fn state_machine_definition_is_the_asl_file() {
+    let Some(t) = template() else { return };
+    let compiled = compiled_definition(&t);
+    let expected = substitute_asl(&asl_file(), &t);
+    assert_eq!(
+        normalize(&compiled),
+        normalize(&expected),
+        "deployed definition differs from statemachine/etl.asl.json"
+    );
+}
+
+#[test]
+fn every_asl_function_is_a_lambda_that_ends_before_its_task() {
+    let Some(t) = template() else { return };
+    let expect_arch = std::env::var("COVID_ETL_EXPECT_ARCH").ok();
+    let mut tasks = vec![];
+    task_states(&asl_file()["States"], &mut tasks);
+    let mut archs = BTreeSet::new();
+    for (function, _) in FUNCTIONS {
+        let f = &resource(&t, &lambda_id(function))["Properties"];
+        assert_eq!(f["Runtime"], "provided.al2023", "{function}");
+        assert_eq!(f["Handler"], "bootstrap", "{function}");
+        assert_eq!(f["MemorySize"], 256, "{function}");
+        let arch = f["Architectures"].as_array().expect("Architectures");
+        assert_eq!(arch.len(), 1, "{function}");
+        let arch = arch[0].as_str().unwrap().to_owned();
+        assert!(arch == "arm64" || arch == "x86_64", "{function}: {arch}");
+        if let Some(want) = &expect_arch {
+            assert_eq!(&arch, want, "{function}");
+        }
+        archs.insert(arch);
+        let env = &f["Environment"]["Variables"];
+        assert_eq!(env["TABLE_NAME"], json!({"Ref": "EtlTable"}), "{function}");
+        assert_eq!(env["TOPIC_ARN"], json!({"Ref": "AlertTopic"}), "{function}");
+        assert!(env["RUST_LOG"].is_string(), "{function}: RUST_LOG");
+
+        let timeout = f["Timeout"].as_u64().expect("Timeout");
+        let getatt = json!({"Fn::GetAtt": [function, "Arn"]});
+        let calls: Vec<_> = tasks.iter().filter(|(_, r, _)| *r == getatt).collect();
+        assert!(
+            !calls.is_empty(),
+            "{function} is not used by any Task state"
+        );
+        for (state, _, task_timeout) in calls {
+            assert!(
+                timeout < *task_timeout,
+                "{function}: Lambda timeout {timeout}s must be below Task {state} TimeoutSeconds {task_timeout}s"
+            );
+        }
+    }
+    assert_eq!(
+        archs.len(),
+        1,
+        "all functions share one architecture: {archs:?}"
+    );
+}
+
+#[test]
+fn function_roles_are_least_privilege() {
+    let Some(t) = template() else { return };
+    assert!(
+        !resources(&t).contains_key("IamRoleLambdaExecution"),
+        "no shared framework role: every function has its own"
+    );
+    let table = json!({"Fn::GetAtt": ["EtlTable", "Arn"]});
+    let topic = json!({"Ref": "AlertTopic"});
+    let mut seen_roles = BTreeSet::new();
+    for (function, allowed) in FUNCTIONS {
+        let (role_id, role) = role_of_function(&t, function);
+        assert!(seen_roles.insert(role_id.to_owned()), "{role_id} is shared");
+        let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+        assert_eq!(
+            as_list(trust),
+            vec![
+                json!({"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"})
+            ],
+            "{role_id}: trust"
+        );
+        let own_logs = json!({"Fn::GetAtt": [format!("{function}LogGroup"), "Arn"]});
+        let mut actions = BTreeSet::new();
+        for (action, res) in role_statements(role) {
+            if LOG_ACTIONS.contains(&action.as_str()) {
+                assert_eq!(
+                    res,
+                    vec![own_logs.clone()],
+                    "{role_id}: {action} on its own log group only"
+                );
+                continue;
+            }
+            let want = if action.starts_with("dynamodb:") {
+                &table
+            } else if action.starts_with("sns:") {
+                &topic
+            } else {
+                panic!("{role_id}: unexpected action {action}")
+            };
+            assert_eq!(res, vec![want.clone()], "{role_id}: {action}");
+            actions.insert(action);
+        }
+        let allowed: BTreeSet<String> = allowed.iter().map(|s| s.to_string()).collect();
+        assert_eq!(actions, allowed, "{role_id}: actions beyond logs");
+    }
+}
+
+#[test]
+fn state_machine_role_invokes_the_five_functions_and_publishes_alerts() {
+    let Some(t) = template() else { return };
+    let (_, sm) = the_state_machine(&t);
+    let role_id = sm["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+        .as_str()
+        .expect("state machine role in the stack");
+    let role = resource(&t, role_id);
+    let mut invoke = BTreeSet::new();
+    let mut other = BTreeSet::new();
+    for (action, res) in role_statements(role) {
+        match action.as_str() {
+            "lambda:InvokeFunction" => {
+                for r in res {
+                    // The function, or its versions/aliases via Fn::Sub "${functionArn}:*".
+                    let target = r["Fn::GetAtt"].clone();
+                    let target = if target.is_null() {
+                        r["Fn::Sub"][1]["functionArn"]["Fn::GetAtt"].clone()
+                    } else {
+                        target
+                    };
+                    assert_eq!(target[1], "Arn", "{r}");
+                    invoke.insert(target[0].as_str().expect("function id").to_owned());
+                }
+            }
+            "sns:Publish" => {
+                assert_eq!(
+                    res,
+                    vec![json!({"Ref": "AlertTopic"})],
+                    "sns:Publish on the topic only"
+                );
+                other.insert(action);
+            }
+            a if SFN_SERVICE_ACTIONS.contains(&a) => {
+                assert_eq!(res, vec![json!("*")], "{a}");
+                other.insert(action);
+            }
+            a => panic!("state machine role: unexpected action {a}"),
+        }
+    }
+    let want_invoke: BTreeSet<String> = FUNCTIONS.iter().map(|(f, _)| lambda_id(f)).collect();
+    assert_eq!(invoke, want_invoke);
+    assert!(
+        other.contains("sns:Publish"),
+        "state machine may publish to the topic"
+    );
+}
+
+#[test]
+fn logging_and_tracing_are_on() {
+    let Some(t) = template() else { return };
+    let (_, sm) = the_state_machine(&t);
+    let p = &sm["Properties"];
+    let logging = &p["LoggingConfiguration"];
+    let level = logging["Level"].as_str().unwrap_or("OFF");
+    assert!(level == "ERROR" || level == "ALL", "log level {level}");
+    assert_eq!(logging["IncludeExecutionData"], true);
+    let dest = &logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"];
+    let group = dest[0].as_str().expect("log group in the stack");
+    assert_eq!(resource(&t, group)["Type"], "AWS::Logs::LogGroup");
+    assert_eq!(p["TracingConfiguration"]["Enabled"], true);
+}
+
+#[test]
+fn daily_schedule_starts_the_state_machine() {
+    let Some(t) = template() else { return };
+    let (sm_id, _) = the_state_machine(&t);
+    let rate = std::env::var("COVID_ETL_EXPECT_RATE").unwrap_or_else(|_| "rate(1 day)".into());
+    let rules: Vec<_> = of_type(&t, "AWS::Events::Rule")
+        .into_iter()
+        .filter(|(_, r)| {
+            as_list(&r["Properties"]["Targets"])
+                .iter()
+                .any(|tg| tg["Arn"] == json!({"Ref": sm_id}))
+        })
+        .collect();
+    assert_eq!(
+        rules.len(),
+        1,
+        "one schedule rule targets the state machine"
+    );
+    let (rule_id, rule) = rules[0];
+    let p = &rule["Properties"];
+    assert_eq!(p["ScheduleExpression"], rate.as_str(), "{rule_id}");
+    let want_state = if expected_stage() == "prod" {
+        "ENABLED"
+    } else {
+        "DISABLED"
+    };
+    assert_eq!(
+        p["State"],
+        want_state,
+        "{rule_id} on stage {}",
+        expected_stage()
+    );
+    let target = &as_list(&p["Targets"])[0];
+    let input: Value = serde_json::from_str(target["Input"].as_str().expect("Input")).unwrap();
+    assert_eq!(input, json!({}), "execution input");
+    // The rule's role may only start this state machine.
+    let role = resource(
+        &t,
+        target["RoleArn"]["Fn::GetAtt"][0]
+            .as_str()
+            .expect("rule role"),
+    );
+    let stmts = role_statements(role);
+    assert!(!stmts.is_empty());
+    for (action, res) in stmts {
+        assert_eq!(action, "states:StartExecution");
+        assert_eq!(res, vec![json!({"Ref": sm_id})]);
+    }
+}
+
+#[test]
+fn table_is_on_demand_with_point_in_time_recovery() {
+    let Some(t) = template() else { return };
+    let tables = of_type(&t, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 1);
+    let (id, table) = tables[0];
+    assert_eq!(id, "EtlTable");
+    let p = &table["Properties"];
+    assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(
+        p["KeySchema"],
+        json!([{"AttributeName": "date", "KeyType": "HASH"}])
+    );
+    assert_eq!(
+        p["AttributeDefinitions"],
+        json!([{"AttributeName": "date", "AttributeType": "S"}])
+    );
+    let policy = if expected_stage() == "prod" {
+        "Retain"
+    } else {
+        "Delete"
+    };
+    assert_eq!(table["DeletionPolicy"], policy);
+    assert_eq!(table["UpdateReplacePolicy"], policy);
+}
+
+#[test]
+fn alarms_notify_the_topic() {
+    let Some(t) = template() else { return };
+    let (sm_id, _) = the_state_machine(&t);
+    let mut metrics = BTreeMap::new();
+    for (id, alarm) in of_type(&t, "AWS::CloudWatch::Alarm") {
+        let p = &alarm["Properties"];
+        assert_eq!(p["Namespace"], "AWS/States", "{id}");
+        assert_eq!(
+            p["Dimensions"],
+            json!([{"Name": "StateMachineArn", "Value": {"Ref": sm_id}}]),
+            "{id}"
+        );
+        assert_eq!(p["AlarmActions"], json!([{"Ref": "AlertTopic"}]), "{id}");
+        metrics.insert(p["MetricName"].as_str().unwrap().to_owned(), id.clone());
+    }
+    let names: BTreeSet<&str> = metrics.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "ExecutionsAborted",
+            "ExecutionsFailed",
+            "ExecutionsTimedOut"
+        ])
+    );
+}
+
+#[test]
+fn alert_topic_and_optional_email_subscription() {
+    let Some(t) = template() else { return };
+    assert_eq!(resource(&t, "AlertTopic")["Type"], "AWS::SNS::Topic");
+    let sub = resource(&t, "AlertEmailSubscription");
+    assert_eq!(sub["Type"], "AWS::SNS::Subscription");
+    let cond = sub["Condition"]
+        .as_str()
+        .expect("subscription is conditional");
+    assert!(
+        t["Conditions"][cond].is_object(),
+        "condition {cond} is defined"
+    );
+    assert_eq!(sub["Properties"]["Protocol"], "email");
+    assert_eq!(sub["Properties"]["TopicArn"], json!({"Ref": "AlertTopic"}));
+}
+
+#[test]
+fn nothing_account_specific_is_hard_coded() {
+    let Some(t) = template() else { return };
+    fn walk(v: &Value, path: &str) {
+        match v {
+            Value::String(s) => {
+                // An account id inside an ARN: ":" + 12 digits + ":".
+                let b = s.as_bytes();
+                for i in 0..b.len() {
+                    if b[i] == b':'
+                        && i + 13 < b.len()
+                        && b[i + 1..i + 13].iter().all(u8::is_ascii_digit)
+                        && b[i + 13] == b':'
+                    {
+                        panic!("{path}: account id in {s}");
+                    }
+                }
+            }
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| walk(v, &format!("{path}[{i}]"))),
+            Value::Object(o) => o.iter().for_each(|(k, v)| walk(v, &format!("{path}.{k}"))),
+            _ => {}
+        }
+    }
+    walk(&t["Resources"], "Resources");
+}
