@@ -17,6 +17,16 @@ echo "=== deployment checks"
 COVID_ETL_SKIP_SETUP=1 bash tests/deploy/check.sh
 echo "=== cargo test"
 # The deployment test reads the template that check.sh just compiled (stage ci).
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
 COVID_ETL_TEMPLATE="$PWD/.serverless/cloudformation-template-update-stack.json" \
 COVID_ETL_EXPECT_STAGE=ci COVID_ETL_EXPECT_ARCH="${ARCH:-arm64}" COVID_ETL_EXPECT_RATE="rate(1 day)" \
-  cargo test --workspace --locked
+  cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# cargo prints one "test result" line per test binary (the last ones are empty doc-test
+# runs); the total is what a reader wants last.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
