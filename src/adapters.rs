@@ -6,6 +6,7 @@
 //! `AWS_ENDPOINT_URL`).
 
 use crate::error::{EtlError, Result};
+use crate::ledger::RunLedger;
 use crate::notify::{Notifier, SnsNotifier};
 use crate::store::{DynamoStore, SqliteDb, Store};
 use std::sync::Arc;
@@ -15,15 +16,29 @@ fn required(name: &str) -> Result<String> {
         .map_err(|_| EtlError::InvalidInput(format!("environment variable {name} is not set")))
 }
 
-pub async fn store_from_env() -> Result<Arc<dyn Store>> {
+/// The table: the series and the run ledger live in the same place.
+pub struct Table {
+    pub store: Arc<dyn Store>,
+    pub ledger: Arc<dyn RunLedger>,
+}
+
+pub async fn table_from_env() -> Result<Table> {
     if let Ok(path) = std::env::var("COVID_ETL_DB") {
-        return Ok(Arc::new(SqliteDb::open(path)?));
+        let db = Arc::new(SqliteDb::open(path)?);
+        return Ok(Table {
+            store: db.clone(),
+            ledger: db,
+        });
     }
     let table = required("TABLE_NAME")?;
-    Ok(Arc::new(DynamoStore::from_conf(
+    let dynamo = Arc::new(DynamoStore::from_conf(
         crate::aws::default_config().await,
         table,
-    )))
+    ));
+    Ok(Table {
+        store: dynamo.clone(),
+        ledger: dynamo,
+    })
 }
 
 pub async fn notifier_from_env() -> Result<Arc<dyn Notifier>> {

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod lambda;
+pub mod ledger;
 pub mod merge;
 pub mod notify;
 pub mod payload;

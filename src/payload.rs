@@ -28,11 +28,27 @@ pub struct RunOptions {
 }
 
 /// Input of the two extract states.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExtractRequest {
     #[serde(default)]
     pub options: RunOptions,
+    /// Send the last successful run's HTTP validators, so an unchanged source answers 304.
+    #[serde(default = "yes")]
+    pub conditional: bool,
+}
+
+impl Default for ExtractRequest {
+    fn default() -> Self {
+        Self {
+            options: RunOptions::default(),
+            conditional: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Input of the merge state: the Parallel state's two results.
@@ -84,13 +100,7 @@ pub struct LoadReport {
     pub changed: Vec<DateSpan>,
 }
 
-/// How a run ended, as the notification reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RunStatus {
-    Succeeded,
-    Failed,
-}
+pub use crate::ledger::RunOutcome;
 
 /// Step Functions' error output, `{"Error": …, "Cause": …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,11 +131,16 @@ impl ErrorInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotifyRequest {
-    pub status: RunStatus,
+    pub status: RunOutcome,
     #[serde(default)]
     pub execution_id: String,
     #[serde(default)]
     pub execution_name: String,
+    /// `$$.Execution.StartTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<Fingerprints>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,4 +161,42 @@ pub struct NotifyResponse {
     pub subject: String,
     #[serde(flatten)]
     pub request: NotifyRequest,
+}
+
+/// What the notify function receives: a state's request, or an EventBridge "Step Functions
+/// Execution Status Change" event for an execution that ended where no Catch could see it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NotifyEvent {
+    Step(Box<NotifyRequest>),
+    StatusChange(StatusChangeEvent),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatusChangeEvent {
+    pub detail: StatusChangeDetail,
+}
+
+/// The `detail` of the EventBridge event (times in epoch milliseconds).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChangeDetail {
+    pub execution_arn: String,
+    pub name: String,
+    pub status: String,
+    #[serde(default)]
+    pub start_date: Option<i64>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cause: Option<String>,
+}
+
+/// What the notify function returns for either kind of event (`null` when a status change
+/// was already reported by the failure branch).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum NotifyOutcome {
+    Sent(Box<NotifyResponse>),
+    AlreadyReported,
 }

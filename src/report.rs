@@ -116,6 +116,45 @@ pub fn steps(events: &[HistoryEvent], finished: bool) -> Vec<StepView> {
     steps
 }
 
+/// The last error of an execution and the state it happened in, for executions whose end no
+/// Catch saw (timed out, aborted): what an operator needs first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LastFailure {
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+pub fn last_failure(events: &[HistoryEvent]) -> LastFailure {
+    let failing = events.iter().rev().find(|e| {
+        matches!(
+            e.kind,
+            EventKind::TaskFailed
+                | EventKind::TaskTimedOut
+                | EventKind::ParallelStateFailed
+                | EventKind::ExecutionFailed
+                | EventKind::ExecutionTimedOut
+                | EventKind::ExecutionAborted
+        ) && (text(&e.details, "error").is_some() || e.state_name.is_some())
+    });
+    let last_entered = events
+        .iter()
+        .rev()
+        .find(|e| format!("{:?}", e.kind).ends_with("StateEntered"))
+        .and_then(|e| e.state_name.clone());
+    LastFailure {
+        state: failing.and_then(|e| e.state_name.clone()).or(last_entered),
+        error: failing.and_then(|e| text(&e.details, "error")),
+        cause: failing.and_then(|e| text(&e.details, "cause")).map(|c| {
+            crate::payload::ErrorInfo {
+                error: String::new(),
+                cause: c,
+            }
+            .message()
+        }),
+    }
+}
+
 fn text(details: &Value, key: &str) -> Option<String> {
     details.get(key).and_then(Value::as_str).map(str::to_string)
 }

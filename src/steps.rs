@@ -4,6 +4,7 @@
 use crate::diff;
 use crate::error::{EtlError, Result};
 use crate::extract::{self, HttpConfig, Location, SourceKind};
+use crate::ledger::{RunLedger, RunOutcome, RunRecord};
 use crate::merge::{self, DateSpan};
 use crate::notify::{Notification, Notifier, subject_line};
 use crate::payload::*;
@@ -40,14 +41,36 @@ impl SourceConfig {
     }
 }
 
-/// The extract states: fetch, validate and fingerprint one source.
+/// The extract states: fetch, validate and fingerprint one source. The last successful
+/// run's fingerprint (from the ledger) tells whether the source changed, and over HTTP makes
+/// the request conditional. A full reload ignores it: everything is fetched and rewritten.
 pub async fn extract(
     kind: SourceKind,
     request: ExtractRequest,
     config: SourceConfig,
+    ledger: &dyn RunLedger,
 ) -> Result<extract::Extract> {
     let location = config.location(kind, &request.options);
-    extract::extract(kind, &location, &config.http, None, true).await
+    let previous = if request.options.full_reload {
+        None
+    } else {
+        ledger
+            .last_success()
+            .await?
+            .and_then(|run| run.fingerprints)
+    };
+    let previous = previous.map(|f| match kind {
+        SourceKind::Nyt => f.nyt,
+        SourceKind::Jhu => f.jhu,
+    });
+    extract::extract(
+        kind,
+        &location,
+        &config.http,
+        previous.as_ref(),
+        request.conditional,
+    )
+    .await
 }
 
 /// The thresholds behind the merge step's data-quality warnings.
@@ -178,14 +201,107 @@ pub async fn diff_and_load(request: LoadRequest, store: &dyn Store) -> Result<Lo
     Ok(report)
 }
 
-/// The notify state: compose the message once and hand it to the notifier.
-pub async fn notify(request: NotifyRequest, notifier: &dyn Notifier) -> Result<NotifyResponse> {
+/// Whether a run that found no new data sends a message (it is always recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotifySettings {
+    pub notify_no_new_data: bool,
+}
+
+impl NotifySettings {
+    /// `NOTIFY_NO_NEW_DATA=false` silences the short "no new data" message.
+    pub fn from_env() -> Self {
+        Self {
+            notify_no_new_data: std::env::var("NOTIFY_NO_NEW_DATA").map_or(true, |v| v != "false"),
+        }
+    }
+}
+
+/// The notify states: record the run in the ledger, compose the message once and hand it to
+/// the notifier. The ledger is written first, so a rerun after a delivery failure finds the
+/// run already recorded (writing it again is harmless).
+pub async fn notify(
+    request: NotifyRequest,
+    notifier: &dyn Notifier,
+    ledger: &dyn RunLedger,
+    settings: NotifySettings,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<NotifyResponse> {
+    ledger.record_run(&run_record(&request, now)).await?;
     let notification = compose(&request);
-    notifier.publish(&notification).await?;
+    if request.status != RunOutcome::NoNewData || settings.notify_no_new_data {
+        notifier.publish(&notification).await?;
+    }
     Ok(NotifyResponse {
         subject: notification.subject,
         request,
     })
+}
+
+/// An execution that timed out, was aborted, or failed outside the failure branch, as
+/// EventBridge reports it. `last` is its last error read from the execution's history. A
+/// FAILED execution the failure branch already recorded is not reported twice.
+pub async fn status_change(
+    detail: StatusChangeDetail,
+    last: crate::report::LastFailure,
+    notifier: &dyn Notifier,
+    ledger: &dyn RunLedger,
+    settings: NotifySettings,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<NotifyOutcome> {
+    let status = match detail.status.as_str() {
+        "TIMED_OUT" => RunOutcome::TimedOut,
+        "ABORTED" => RunOutcome::Aborted,
+        "FAILED" if ledger.run(&detail.execution_arn).await?.is_none() => RunOutcome::Failed,
+        _ => return Ok(NotifyOutcome::AlreadyReported),
+    };
+    let started_at = detail
+        .start_date
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let error = last
+        .error
+        .or(detail.error)
+        .unwrap_or_else(|| detail.status.clone());
+    let cause = last.cause.or(detail.cause).unwrap_or_default();
+    let request = NotifyRequest {
+        status,
+        execution_id: detail.execution_arn,
+        execution_name: detail.name,
+        started_at,
+        fingerprints: None,
+        load: None,
+        dropped: None,
+        warnings: vec![],
+        failed_state: last.state,
+        error: Some(ErrorInfo { error, cause }),
+    };
+    notify(request, notifier, ledger, settings, now)
+        .await
+        .map(|r| NotifyOutcome::Sent(Box::new(r)))
+}
+
+/// The ledger's record of a run, from what the notify state is told. A dry run records no
+/// fingerprints: it loaded nothing, so the next run must not take its sources as loaded.
+pub fn run_record(r: &NotifyRequest, now: chrono::DateTime<chrono::Utc>) -> RunRecord {
+    let started = r
+        .started_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let dry_run = r.load.as_ref().is_some_and(|l| l.dry_run);
+    RunRecord {
+        execution_id: r.execution_id.clone(),
+        execution_name: r.execution_name.clone(),
+        started_at: r.started_at.clone().unwrap_or_else(|| now.to_rfc3339()),
+        duration_ms: started.map(|s| (now - s.with_timezone(&chrono::Utc)).num_milliseconds()),
+        status: r.status,
+        fingerprints: r.fingerprints.clone().filter(|_| !dry_run),
+        load: r.load.as_ref().map(|l| l.counts),
+        dropped: r.dropped.clone(),
+        warnings: r.warnings.clone(),
+        failed_state: r.failed_state.clone(),
+        error: r.error.as_ref().map(|e| e.error.clone()),
+        cause: r.error.as_ref().map(ErrorInfo::message),
+    }
 }
 
 /// The notification text for a run's outcome.
@@ -199,7 +315,7 @@ pub fn compose(r: &NotifyRequest) -> Notification {
     let mut attributes = BTreeMap::new();
     let subject;
     match r.status {
-        RunStatus::Succeeded => {
+        RunOutcome::Succeeded => {
             attributes.insert("status".into(), "SUCCEEDED".into());
             let load = r.load.clone().unwrap_or_default();
             let c = load.counts;
@@ -254,8 +370,20 @@ pub fn compose(r: &NotifyRequest) -> Notification {
                 ));
             }
         }
-        RunStatus::Failed => {
-            attributes.insert("status".into(), "FAILED".into());
+        RunOutcome::NoNewData => {
+            attributes.insert("status".into(), "NO_NEW_DATA".into());
+            subject = "covid-etl NO_NEW_DATA: sources unchanged since the last load".to_string();
+            lines.push(format!(
+                "{who} found no new data: neither source changed since the last successful load, so nothing was merged or written."
+            ));
+        }
+        RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Aborted => {
+            let status = match r.status {
+                RunOutcome::TimedOut => "TIMED_OUT",
+                RunOutcome::Aborted => "ABORTED",
+                _ => "FAILED",
+            };
+            attributes.insert("status".into(), status.into());
             let state = r.failed_state.clone().unwrap_or_else(|| "unknown".into());
             attributes.insert("failedState".into(), state.clone());
             let (error, message) = r
@@ -263,8 +391,8 @@ pub fn compose(r: &NotifyRequest) -> Notification {
                 .as_ref()
                 .map(|e| (e.error.clone(), e.message()))
                 .unwrap_or_else(|| ("unknown".into(), String::new()));
-            subject = format!("covid-etl FAILED in {state}: {error}");
-            lines.push(format!("{who} failed in state {state}."));
+            subject = format!("covid-etl {status} in {state}: {error}");
+            lines.push(format!("{who} ended {status} in state {state}."));
             lines.push(format!("Error: {error}"));
             lines.push(format!("Cause: {message}"));
             lines.push("Nothing from this run was written; a rerun is safe.".into());
@@ -272,6 +400,9 @@ pub fn compose(r: &NotifyRequest) -> Notification {
     }
     if !r.execution_id.is_empty() {
         lines.push(format!("Execution: {}", r.execution_id));
+    }
+    if let Some(link) = console_link(&r.execution_id) {
+        lines.push(format!("Console: {link}"));
     }
     if !r.warnings.is_empty() {
         lines.push(format!("Warnings ({}):", r.warnings.len()));
@@ -282,6 +413,18 @@ pub fn compose(r: &NotifyRequest) -> Notification {
         message: lines.join("\n"),
         attributes,
     }
+}
+
+/// The Step Functions console page of an execution ARN
+/// (`arn:aws:states:REGION:ACCOUNT:execution:MACHINE:NAME`).
+pub fn console_link(execution_arn: &str) -> Option<String> {
+    let region = execution_arn
+        .strip_prefix("arn:aws:states:")?
+        .split(':')
+        .next()?;
+    Some(format!(
+        "https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+    ))
 }
 
 /// A payload that does not deserialize is a mismatch between the definition and the code.
@@ -359,9 +502,11 @@ mod tests {
             .withf(|n| n.subject == "covid-etl FAILED in Merge: DataQualityError")
             .returning(|_| Err(EtlError::NotifyError("topic gone".into())));
         let request = NotifyRequest {
-            status: RunStatus::Failed,
+            status: RunOutcome::Failed,
             execution_id: String::new(),
             execution_name: "x".into(),
+            started_at: None,
+            fingerprints: None,
             load: None,
             dropped: None,
             warnings: vec![],
@@ -371,16 +516,24 @@ mod tests {
                 cause: ErrorInfo::lambda_cause(&EtlError::NoOverlap("none".into())),
             }),
         };
-        let e = notify(request, &notifier).await.unwrap_err();
+        let ledger = crate::store::MemoryStore::default();
+        let settings = NotifySettings {
+            notify_no_new_data: true,
+        };
+        let e = notify(request, &notifier, &ledger, settings, chrono::Utc::now())
+            .await
+            .unwrap_err();
         assert_eq!(e.name(), "NotifyError");
     }
 
     #[test]
     fn failure_messages_show_the_lambda_error_message_not_its_json() {
         let request = NotifyRequest {
-            status: RunStatus::Failed,
+            status: RunOutcome::Failed,
             execution_id: "arn:x".into(),
             execution_name: "daily".into(),
+            started_at: None,
+            fingerprints: None,
             load: None,
             dropped: None,
             warnings: vec![],
@@ -398,5 +551,125 @@ mod tests {
             "{}",
             n.message
         );
+    }
+
+    fn detail(status: &str) -> StatusChangeDetail {
+        StatusChangeDetail {
+            execution_arn:
+                "arn:aws:states:eu-west-1:123456789012:execution:covid-etl-prod:daily-2026-11-23"
+                    .into(),
+            name: "daily-2026-11-23".into(),
+            status: status.into(),
+            start_date: Some(1_795_420_800_000),
+            error: None,
+            cause: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_execution_is_reported_with_its_last_error_and_a_console_link() {
+        let (ledger, notifier) = (
+            crate::store::MemoryStore::default(),
+            crate::notify::MemoryNotifier::default(),
+        );
+        let last = crate::report::LastFailure {
+            state: Some("DiffAndLoad".into()),
+            error: Some("States.Timeout".into()),
+            cause: Some("Task timed out after 300 s".into()),
+        };
+        let settings = NotifySettings::from_env();
+        let outcome = status_change(
+            detail("TIMED_OUT"),
+            last,
+            &notifier,
+            &ledger,
+            settings,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(outcome, NotifyOutcome::Sent(_)));
+        let sent = notifier.sent.lock().unwrap().pop().unwrap();
+        assert_eq!(
+            sent.subject,
+            "covid-etl TIMED_OUT in DiffAndLoad: States.Timeout"
+        );
+        assert_eq!(sent.attributes["status"], "TIMED_OUT");
+        assert!(sent.message.contains(
+            "Console: https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/arn:aws:states:eu-west-1:"
+        ), "{}", sent.message);
+        assert!(sent.message.contains("Cause: Task timed out after 300 s"));
+        let run = ledger
+            .run(&detail("x").execution_arn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(run.status, RunOutcome::TimedOut);
+        assert_eq!(run.started_at, "2026-11-23T08:00:00.000Z");
+    }
+
+    #[tokio::test]
+    async fn a_failure_the_failure_branch_recorded_is_not_reported_twice() {
+        let (ledger, notifier) = (
+            crate::store::MemoryStore::default(),
+            crate::notify::MemoryNotifier::default(),
+        );
+        let settings = NotifySettings::from_env();
+        let last = crate::report::LastFailure::default();
+        let now = chrono::Utc::now();
+        // Not yet recorded (the failure branch itself failed): reported.
+        let first = status_change(
+            detail("FAILED"),
+            last.clone(),
+            &notifier,
+            &ledger,
+            settings,
+            now,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(first, NotifyOutcome::Sent(_)));
+        // Recorded now: the second event is not reported again; SUCCEEDED is never reported.
+        let again = status_change(
+            detail("FAILED"),
+            last.clone(),
+            &notifier,
+            &ledger,
+            settings,
+            now,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(again, NotifyOutcome::AlreadyReported));
+        let ok = status_change(detail("SUCCEEDED"), last, &notifier, &ledger, settings, now)
+            .await
+            .unwrap();
+        assert!(matches!(ok, NotifyOutcome::AlreadyReported));
+        assert_eq!(notifier.sent.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_dry_run_records_no_fingerprints_so_the_next_run_still_loads() {
+        let request = NotifyRequest {
+            status: RunOutcome::Succeeded,
+            execution_id: "e".into(),
+            execution_name: "e".into(),
+            started_at: Some("2026-11-23T06:00:00Z".into()),
+            fingerprints: Some(Fingerprints::default()),
+            load: Some(LoadReport {
+                dry_run: true,
+                ..LoadReport::default()
+            }),
+            dropped: None,
+            warnings: vec![],
+            failed_state: None,
+            error: None,
+        };
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T06:00:01.5Z")
+            .unwrap()
+            .to_utc();
+        let run = run_record(&request, now);
+        assert_eq!(run.fingerprints, None);
+        assert_eq!(run.duration_ms, Some(1500));
     }
 }

@@ -7,6 +7,7 @@ use crate::engine::{
 };
 use crate::error::{EtlError, Result};
 use crate::extract::SourceKind;
+use crate::ledger::RunLedger;
 use crate::notify::{Notification, Notifier, subject_line};
 use crate::payload::{ErrorInfo, RunOptions};
 use crate::steps::{self, SourceConfig};
@@ -54,7 +55,9 @@ pub struct LocalTasks {
     pub sources: SourceConfig,
     pub quality: steps::QualityPolicy,
     pub store: Arc<dyn Store>,
+    pub ledger: Arc<dyn RunLedger>,
     pub notifier: Arc<dyn Notifier>,
+    pub notify_settings: steps::NotifySettings,
     /// Where the direct `sns:publish` fallback goes (on AWS, the same topic).
     pub fallback: Arc<dyn Notifier>,
 }
@@ -88,8 +91,13 @@ impl LocalTasks {
                     SourceKind::Jhu
                 };
                 to_value(
-                    steps::extract(kind, steps::parse_payload(input)?, self.sources.clone())
-                        .await?,
+                    steps::extract(
+                        kind,
+                        steps::parse_payload(input)?,
+                        self.sources.clone(),
+                        self.ledger.as_ref(),
+                    )
+                    .await?,
                 )
             }
             "Merge" => to_value(steps::merge(
@@ -100,9 +108,16 @@ impl LocalTasks {
             "DiffAndLoad" => to_value(
                 steps::diff_and_load(steps::parse_payload(input)?, self.store.as_ref()).await?,
             ),
-            "Notify" => {
-                to_value(steps::notify(steps::parse_payload(input)?, self.notifier.as_ref()).await?)
-            }
+            "Notify" => to_value(
+                steps::notify(
+                    steps::parse_payload(input)?,
+                    self.notifier.as_ref(),
+                    self.ledger.as_ref(),
+                    self.notify_settings,
+                    chrono::Utc::now(),
+                )
+                .await?,
+            ),
             other => Err(EtlError::InvalidInput(format!(
                 "no local handler for {other}"
             ))),

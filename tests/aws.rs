@@ -47,10 +47,12 @@ async fn extract_and_merge(nyt: &Path, jhu: &Path) -> (Extract2, Merged) {
     let config = SourceConfig::from_env();
     let request = ExtractRequest {
         options: options(nyt, jhu),
+        ..ExtractRequest::default()
     };
+    let ledger = MemoryStore::default();
     let (n, j) = tokio::try_join!(
-        steps::extract(SourceKind::Nyt, request.clone(), config.clone()),
-        steps::extract(SourceKind::Jhu, request, config),
+        steps::extract(SourceKind::Nyt, request.clone(), config.clone(), &ledger),
+        steps::extract(SourceKind::Jhu, request, config, &ledger),
     )
     .expect("extract");
     // "Today" just after the fixtures end, so no staleness warning depends on the clock.
@@ -88,9 +90,11 @@ async fn run_chain(
     .expect("diff and load");
     let response = steps::notify(
         NotifyRequest {
-            status: RunStatus::Succeeded,
+            status: RunOutcome::Succeeded,
             execution_id: "local:aws-test".into(),
             execution_name: "aws-test".into(),
+            started_at: None,
+            fingerprints: None,
             load: Some(load.clone()),
             dropped: Some(merged.dropped.clone()),
             warnings: merged.warnings.clone(),
@@ -98,6 +102,11 @@ async fn run_chain(
             error: None,
         },
         notifier,
+        &MemoryStore::default(),
+        steps::NotifySettings {
+            notify_no_new_data: true,
+        },
+        chrono::Utc::now(),
     )
     .await
     .expect("notify");
@@ -245,9 +254,11 @@ async fn pipeline_loads_dynamodb_notifies_sns_and_counts_requests_server_side() 
     // A failure notification carries `failedState`.
     let failed = steps::notify(
         NotifyRequest {
-            status: RunStatus::Failed,
+            status: RunOutcome::Failed,
             execution_id: "local:aws-test".into(),
             execution_name: "aws-test".into(),
+            started_at: None,
+            fingerprints: None,
             load: None,
             dropped: None,
             warnings: vec![],
@@ -258,6 +269,11 @@ async fn pipeline_loads_dynamodb_notifies_sns_and_counts_requests_server_side() 
             }),
         },
         &notifier,
+        &MemoryStore::default(),
+        steps::NotifySettings {
+            notify_no_new_data: true,
+        },
+        chrono::Utc::now(),
     )
     .await
     .unwrap();
@@ -306,9 +322,11 @@ async fn missing_table_and_topic_are_named_errors() {
         SnsNotifier::from_conf(&config, "arn:aws:sns:us-east-1:123456789012:no-such-topic");
     let e = notifier
         .publish(&steps::compose(&NotifyRequest {
-            status: RunStatus::Succeeded,
+            status: RunOutcome::Succeeded,
             execution_id: String::new(),
             execution_name: String::new(),
+            started_at: None,
+            fingerprints: None,
             load: None,
             dropped: None,
             warnings: vec![],
@@ -495,9 +513,11 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
     .await
     .unwrap();
     let notify_request = NotifyRequest {
-        status: RunStatus::Succeeded,
+        status: RunOutcome::Succeeded,
         execution_id: String::new(),
         execution_name: "daily".into(),
+        started_at: None,
+        fingerprints: None,
         load: Some(load.clone()),
         dropped: Some(merged.dropped.clone()),
         warnings: merged.warnings.clone(),
@@ -507,6 +527,11 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
     let notified = steps::notify(
         notify_request,
         &covid_etl::notify::MemoryNotifier::default(),
+        &MemoryStore::default(),
+        steps::NotifySettings {
+            notify_no_new_data: true,
+        },
+        chrono::Utc::now(),
     )
     .await
     .unwrap();
@@ -531,8 +556,10 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
     let history = sfn::history(&client, &arn).await.unwrap();
     let entered = states_entered(&history);
     for state in [
+        "Prepare",
         "Extract",
         "ExtractNyt",
+        "CheckForNewData",
         "ExtractJhu",
         "Merge",
         "DiffAndLoad",
@@ -557,7 +584,10 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
             .unwrap_or_else(|| panic!("no LambdaFunctionScheduled for {state}"))["details"]["input"]
             .clone()
     };
-    assert_eq!(lambda_input("ExtractNyt"), json!({"options": {}}));
+    assert_eq!(
+        lambda_input("ExtractNyt"),
+        json!({"options": {}, "conditional": true})
+    );
     assert_eq!(
         lambda_input("DiffAndLoad"),
         json!({"merged": merged, "options": {}})

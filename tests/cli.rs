@@ -68,16 +68,20 @@ fn clean_run_then_idempotent_rerun_then_export() {
     assert_eq!(
         names,
         [
+            "Prepare",
             "Extract",
             "ExtractNyt",
             "ExtractJhu",
+            "CheckForNewData",
             "Merge",
             "DiffAndLoad",
             "NotifySuccess"
         ]
     );
 
-    let (rerun, code) = run_json(&db, &["--nyt", &nyt, "--jhu", &jhu]);
+    // The same data in a different file (columns reordered): the diff finds nothing to write.
+    let reordered = fixture("nyt/us-reordered.csv");
+    let (rerun, code) = run_json(&db, &["--nyt", &reordered, "--jhu", &jhu]);
     assert_eq!(code, 0);
     assert_eq!(
         rerun["load"],
@@ -91,14 +95,16 @@ fn clean_run_then_idempotent_rerun_then_export() {
     assert_eq!(lines[1], "2020-03-01,100,2,10");
 
     // The human output: one line per step on stderr, a summary on stdout.
+    let revised = fixture("nyt/us-revised.csv");
     let out = cli(&db)
-        .args(["run", "--nyt", &nyt, "--jhu", &jhu, "--dry-run"])
+        .args(["run", "--nyt", &revised, "--jhu", &jhu, "--dry-run"])
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.starts_with("SUCCEEDED"), "{stdout}");
+    assert_eq!(export(&db), csv, "a dry run writes nothing");
     assert!(
-        stdout.contains("0 inserted, 0 updated, 60 unchanged (dry run"),
+        stdout.contains("0 inserted, 2 updated, 58 unchanged (dry run"),
         "{stdout}"
     );
     assert!(
@@ -243,6 +249,8 @@ enum Reply {
     Error500,
     Stall,
     Serve,
+    /// Serves with `ETag: "v1"`, and answers `304` to `If-None-Match: "v1"`.
+    ServeWithEtag,
 }
 
 /// Serves `body` according to `plan` (the last entry repeats); counts requests.
@@ -259,18 +267,24 @@ fn serve(body: Vec<u8>, plan: Vec<Reply>) -> (String, Arc<AtomicUsize>) {
             let body = body.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
+                let (mut line, mut request) = (String::new(), String::new());
                 while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    request.push_str(&line.to_ascii_lowercase());
                     line.clear();
                 }
                 match reply {
                     Reply::Error500 => {
                         let _ = stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
                     }
-                    Reply::Stall => std::thread::sleep(Duration::from_secs(5)),
-                    Reply::Serve => {
+                    Reply::Stall => std::thread::sleep(Duration::from_secs(10)),
+                    Reply::ServeWithEtag if request.contains("if-none-match: \"v1\"") => {
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\nconnection: close\r\n\r\n",
+                        );
+                    }
+                    Reply::Serve | Reply::ServeWithEtag => {
                         let head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            "HTTP/1.1 200 OK\r\netag: \"v1\"\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                             body.len()
                         );
                         let _ = stream.write_all(head.as_bytes());
@@ -359,5 +373,116 @@ fn a_source_that_never_recovers_ends_in_the_failure_branch() {
         export(&db).lines().count(),
         1,
         "only the header: nothing was loaded"
+    );
+}
+
+// ---- no new data, timeouts ---------------------------------------------------------------
+
+fn step_names(run: &Value) -> Vec<String> {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_unchanged_rerun_takes_the_no_new_data_path_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let args = [
+        "--nyt".to_string(),
+        fixture("nyt/us.csv"),
+        "--jhu".to_string(),
+        fixture("jhu/combined.csv"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (first, _) = run_json(&db, &args);
+    assert_eq!(first["outcome"], "SUCCEEDED");
+    let before = export(&db);
+
+    let (again, code) = run_json(&db, &args);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(
+        (&again["status"], &again["outcome"]),
+        (&"SUCCEEDED".into(), &"NO_NEW_DATA".into())
+    );
+    assert_eq!(again["load"], Value::Null);
+    let names = step_names(&again);
+    assert!(
+        names.contains(&"NotifyNoNewData".to_string()) && !names.contains(&"Merge".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(export(&db), before);
+    assert_eq!(
+        outbox(&db).pop().unwrap()["subject"],
+        "covid-etl NO_NEW_DATA: sources unchanged since the last load"
+    );
+
+    // A full reload ignores the fingerprints and rewrites every row.
+    let mut reload = args.clone();
+    reload.push("--full-reload");
+    let (full, _) = run_json(&db, &reload);
+    assert_eq!(full["outcome"], "SUCCEEDED");
+    assert_eq!(full["load"]["unchanged"], 60);
+
+    // A changed file is loaded again.
+    let revised = [
+        "--nyt".to_string(),
+        fixture("nyt/us-revised.csv"),
+        "--jhu".to_string(),
+        fixture("jhu/combined.csv"),
+    ];
+    let (changed, _) = run_json(&db, &revised.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(changed["load"]["updated"], 2);
+}
+
+#[test]
+fn a_source_answering_304_ends_the_run_as_no_new_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let body = std::fs::read(fixture("nyt/us.csv")).unwrap();
+    let (url, count) = serve(body, vec![Reply::ServeWithEtag]);
+    let args = ["--nyt", &url, "--jhu", &fixture("jhu/combined.csv")].map(str::to_string);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (first, _) = run_json(&db, &args);
+    assert_eq!(first["outcome"], "SUCCEEDED", "{first}");
+    let (second, _) = run_json(&db, &args);
+    assert_eq!(second["outcome"], "NO_NEW_DATA", "{second}");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    let runs: Vec<Value> = {
+        let out = cli(&db).args(["executions", "--json"]).output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(runs.len(), 2);
+}
+
+#[test]
+fn a_task_that_overruns_its_timeout_fails_with_states_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let (url, _) = serve(Vec::new(), vec![Reply::Stall]);
+    // The real definition (ExtractNyt: TimeoutSeconds 180) with every engine wait / 100.
+    let out = cli(&db)
+        .env("COVID_ETL_TIME_SCALE", "100")
+        .args([
+            "run",
+            "--json",
+            "--nyt",
+            &url,
+            "--jhu",
+            &fixture("jhu/combined.csv"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["failedState"], "ExtractNyt");
+    assert_eq!(run["error"], "States.Timeout");
+    let last = outbox(&db).pop().unwrap();
+    assert_eq!(
+        last["subject"],
+        "covid-etl FAILED in Extract: States.Timeout"
     );
 }

@@ -6,7 +6,7 @@ use covid_etl::extract::SourceKind;
 use covid_etl::notify::MemoryNotifier;
 use covid_etl::payload::*;
 use covid_etl::steps::{self, QualityPolicy, SourceConfig};
-use covid_etl::store::{SqliteDb, Store, WriteReport};
+use covid_etl::store::{MemoryStore, SqliteDb, Store, WriteReport};
 use covid_etl::{DailyRecord, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,10 +65,13 @@ async fn run_chain_on(
     };
     let request = ExtractRequest {
         options: options.clone(),
+        ..ExtractRequest::default()
     };
+    // A fresh ledger: these chains test loading; the no-new-data path has its own tests.
+    let ledger = MemoryStore::default();
     let (n, j) = tokio::try_join!(
-        steps::extract(SourceKind::Nyt, request.clone(), config.clone()),
-        steps::extract(SourceKind::Jhu, request, config.clone()),
+        steps::extract(SourceKind::Nyt, request.clone(), config.clone(), &ledger),
+        steps::extract(SourceKind::Jhu, request, config.clone(), &ledger),
     )?;
     // Every payload crosses a state boundary as JSON: round-trip them like Step Functions.
     let merged = steps::merge(
@@ -86,9 +89,11 @@ async fn run_chain_on(
     .await?;
     steps::notify(
         NotifyRequest {
-            status: RunStatus::Succeeded,
+            status: RunOutcome::Succeeded,
             execution_id: "local:test".into(),
             execution_name: "test".into(),
+            started_at: None,
+            fingerprints: None,
             load: Some(load.clone()),
             dropped: Some(merged.dropped.clone()),
             warnings: merged.warnings.clone(),
@@ -96,6 +101,11 @@ async fn run_chain_on(
             error: None,
         },
         notifier,
+        &ledger,
+        steps::NotifySettings {
+            notify_no_new_data: true,
+        },
+        chrono::Utc::now(),
     )
     .await?;
     Ok((merged, load))

@@ -389,3 +389,26 @@ pub async fn redrive(client: &Client, execution_arn: &str) -> Result<DateTime<Ut
         .map_err(|e| sfn_error("RedriveExecution", execution_arn, e))?;
     Ok(time(out.redrive_date()))
 }
+
+/// The history as the local engine's event type, for the shared rendering. Events of kinds
+/// the local engine never emits (Map, Wait, …) do not change the step view and are left out.
+pub async fn history_events(
+    client: &Client,
+    execution_arn: &str,
+) -> Result<Vec<crate::engine::HistoryEvent>> {
+    Ok(history(client, execution_arn)
+        .await?
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect())
+}
+
+/// The last error of an execution and the state it happened in, read from its history.
+pub async fn last_failure(
+    client: &Client,
+    execution_arn: &str,
+) -> Result<crate::report::LastFailure> {
+    Ok(crate::report::last_failure(
+        &history_events(client, execution_arn).await?,
+    ))
+}

@@ -1,7 +1,8 @@
 //! Commands on the local engine and the embedded database.
 
 use super::{DbArg, Failure};
-use covid_etl::engine::{EventKind, HistoryEvent, HistorySink, RandomJitter, SystemClock};
+use covid_etl::engine::{EventKind, HistoryEvent, HistorySink, RandomJitter, ScaledClock};
+use covid_etl::ledger::{RunLedger, RunRecord};
 use covid_etl::notify::Notifier;
 use covid_etl::payload::RunOptions;
 use covid_etl::report::{self, StepView};
@@ -150,6 +151,7 @@ pub(crate) async fn redrive(db: &DbArg, id: &str, as_json: bool) -> Result<(), F
 
 /// What `run` and `redrive` share: the database, the in-process tasks, the progress lines.
 struct Session {
+    clock: ScaledClock,
     db: SqliteDb,
     tasks: LocalTasks,
     progress: Progress,
@@ -164,10 +166,19 @@ impl Session {
             sources: SourceConfig::from_env(),
             quality: covid_etl::steps::QualityPolicy::from_env(),
             store,
+            ledger: Arc::new(db.clone()),
+            notify_settings: covid_etl::steps::NotifySettings::from_env(),
             notifier: notifier.clone(),
             fallback: notifier,
         };
+        // COVID_ETL_TIME_SCALE divides every engine wait (retry delays, Task and execution
+        // timeouts): the end-to-end tests run the real definition without waiting minutes.
+        let speedup = std::env::var("COVID_ETL_TIME_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1.0);
         Ok(Self {
+            clock: ScaledClock { speedup },
             db,
             tasks,
             progress: Progress::new(!as_json),
@@ -178,7 +189,7 @@ impl Session {
         LocalRunner {
             db: &self.db,
             tasks: &self.tasks,
-            clock: &SystemClock,
+            clock: &self.clock,
             jitter: &RandomJitter,
             observer: &self.progress,
         }
@@ -219,6 +230,7 @@ fn summary_json(record: &ExecutionRecord, steps: &[StepView]) -> Value {
         "failedState": record.failed_state,
         "error": record.error,
         "cause": record.cause,
+        "outcome": record.output.as_ref().and_then(|o| o.get("status")).cloned().unwrap_or(Value::Null),
         "load": load_counts(record),
         "redriveCount": record.redrive_count,
         "steps": steps,
@@ -227,7 +239,16 @@ fn summary_json(record: &ExecutionRecord, steps: &[StepView]) -> Value {
 
 fn summary_text(record: &ExecutionRecord) -> String {
     let mut out = String::new();
-    if record.status == "SUCCEEDED" {
+    let no_new_data = record
+        .output
+        .as_ref()
+        .is_some_and(|o| o["status"] == "NO_NEW_DATA");
+    if no_new_data {
+        out.push_str(&format!(
+            "SUCCEEDED  {}: no new data (neither source changed since the last load); nothing written\n",
+            record.name
+        ));
+    } else if record.status == "SUCCEEDED" {
         let load = record
             .output
             .as_ref()
@@ -283,24 +304,54 @@ fn summary_text(record: &ExecutionRecord) -> String {
     out
 }
 
-pub(crate) fn executions(db: &DbArg, limit: u32, as_json: bool) -> Result<(), Failure> {
-    let list = open(db)?.executions(limit)?;
+pub(crate) async fn executions(db: &DbArg, limit: u32, as_json: bool) -> Result<(), Failure> {
+    let db = open(db)?;
+    let list = db.executions(limit)?;
+    // The run ledger adds what each run did: outcome, counts, fingerprints, warnings.
+    let runs: std::collections::HashMap<String, RunRecord> = db
+        .runs(limit as usize * 2)
+        .await?
+        .into_iter()
+        .map(|r| (r.execution_id.clone(), r))
+        .collect();
     if as_json {
-        println!("{}", serde_json::to_string(&list)?);
+        let rows: Vec<Value> = list
+            .iter()
+            .map(|e| {
+                let mut row = serde_json::to_value(e).unwrap_or(Value::Null);
+                row["run"] = serde_json::to_value(runs.get(&e.id)).unwrap_or(Value::Null);
+                row
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&rows)?);
         return Ok(());
     }
     println!(
-        "{:<36} {:<24} {:>9} {:<10} FAILED STATE",
-        "NAME", "STARTED", "DURATION", "STATUS"
+        "{:<32} {:<24} {:>9} {:<10} {:<11} {:>8} {:>7}  FAILED STATE",
+        "NAME", "STARTED", "DURATION", "STATUS", "OUTCOME", "INSERTED", "UPDATED"
     );
     for e in list {
+        let run = runs.get(&e.id);
+        let outcome = run.map_or(String::new(), |r| {
+            serde_json::to_value(r.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        });
+        let count = |f: fn(&covid_etl::diff::LoadCounts) -> u64| {
+            run.and_then(|r| r.load.as_ref())
+                .map_or(String::new(), |l| f(l).to_string())
+        };
         println!(
-            "{:<36} {:<24} {:>9} {:<10} {}",
+            "{:<32} {:<24} {:>9} {:<10} {:<11} {:>8} {:>7}  {}",
             e.name,
             e.started_at,
             duration(&e),
             e.status,
-            e.failed_state.unwrap_or_default()
+            outcome,
+            count(|l| l.inserted),
+            count(|l| l.updated),
+            e.failed_state.as_deref().unwrap_or_default()
         );
     }
     Ok(())

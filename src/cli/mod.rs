@@ -3,6 +3,7 @@
 
 mod local;
 mod remote;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -87,6 +88,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
     },
+    /// Serve the dashboard and the HTTP API over the embedded database.
+    Serve(serve::ServeArgs),
     /// Show the local notification outbox.
     Notifications {
         #[command(flatten)]
@@ -163,7 +166,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         } => remote::executions(&aws, &arn, limit, json).await,
         Command::Executions {
             db, limit, json, ..
-        } => local::executions(&db, limit, json),
+        } => local::executions(&db, limit, json).await,
         Command::Execution { id, aws, json, .. } if remote::is_remote(&id) => {
             remote::execution(&aws, &id, json).await
         }
@@ -174,5 +177,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Redrive { id, db, json, .. } => local::redrive(&db, &id, json).await,
         Command::Export { db, format } => local::export(&db, matches!(format, Format::Json)).await,
         Command::Notifications { db, json } => local::notifications(&db, json),
+        Command::Serve(args) => serve::serve(args).await,
     }
 }

@@ -3,7 +3,6 @@
 
 use super::Failure;
 use covid_etl::aws::{self, sfn};
-use covid_etl::engine::HistoryEvent;
 use covid_etl::report;
 use serde_json::{Value, json};
 
@@ -66,13 +65,7 @@ pub(crate) async fn executions(
 pub(crate) async fn execution(aws: &AwsArgs, arn: &str, as_json: bool) -> Result<(), Failure> {
     let client = client(aws).await;
     let d = sfn::describe(&client, arn).await?;
-    // Events of kinds the local engine never emits (Map, Wait, aborts…) do not change the
-    // step table, so they are left out of it.
-    let events: Vec<HistoryEvent> = sfn::history(&client, arn)
-        .await?
-        .into_iter()
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect();
+    let events = sfn::history_events(&client, arn).await?;
     let steps = report::steps(&events, d.status != "RUNNING");
     if as_json {
         let mut view = serde_json::to_value(&d)?;

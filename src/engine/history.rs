@@ -21,6 +21,8 @@ pub enum EventKind {
     ExecutionSucceeded,
     ExecutionFailed,
     ExecutionTimedOut,
+    /// Only in AWS histories (the local engine has no abort).
+    ExecutionAborted,
     TaskStateEntered,
     TaskStateExited,
     ParallelStateEntered,

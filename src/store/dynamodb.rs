@@ -36,6 +36,7 @@
 use super::{Store, WriteReport};
 use crate::aws::sdk_error_text;
 use crate::error::{EtlError, Result};
+use crate::ledger::{RunLedger, RunRecord};
 use crate::record::{DailyRecord, iso};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -402,6 +403,116 @@ fn number_size(n: &str) -> usize {
 /// Write capacity units to put `record`: 1 per started KB of its item.
 pub fn write_units(record: &DailyRecord) -> u64 {
     (item_size(&item(record)).div_ceil(1024) as u64).max(1)
+}
+
+/// The run ledger shares the series table: one item per execution under the key
+/// `run#<execution id>`, and a pointer item `meta#last-success` holding the newest
+/// successful run. One table keeps the deployment, IAM and backups simple; the series scan
+/// skips these keys (they are not dates), and at one small item a day the ledger never
+/// makes that scan noticeably dearer.
+const RUN_PREFIX: &str = "run#";
+const LAST_SUCCESS_KEY: &str = "meta#last-success";
+
+impl DynamoStore {
+    fn ledger_error(&self, op: &str, e: impl std::fmt::Display) -> EtlError {
+        EtlError::StoreError(format!("{op} {} (run ledger): {e}", self.table))
+    }
+
+    async fn put_run(&self, key: &str, run: &RunRecord, only_if_newer: bool) -> Result<()> {
+        let text = serde_json::to_string(run).map_err(EtlError::store)?;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("date", AttributeValue::S(key.to_string()))
+            .item("startedAt", AttributeValue::S(run.started_at.clone()))
+            .item("record", AttributeValue::S(text));
+        if only_if_newer {
+            // An older run finishing late (a redrive) must not move the pointer back.
+            put = put
+                .condition_expression("attribute_not_exists(startedAt) OR startedAt <= :s")
+                .expression_attribute_values(":s", AttributeValue::S(run.started_at.clone()));
+        }
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.ledger_error("PutItem", sdk_error_text(&e).1)),
+        }
+    }
+
+    async fn get_run(&self, key: &str) -> Result<Option<RunRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("date", AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.ledger_error("GetItem", sdk_error_text(&e).1))?;
+        out.item()
+            .and_then(|item| item.get("record"))
+            .map(parse_run)
+            .transpose()
+    }
+}
+
+fn parse_run(value: &AttributeValue) -> Result<RunRecord> {
+    let text = value
+        .as_s()
+        .map_err(|_| EtlError::StoreError("run record is not a string".into()))?;
+    serde_json::from_str(text).map_err(EtlError::store)
+}
+
+#[async_trait]
+impl RunLedger for DynamoStore {
+    async fn record_run(&self, run: &RunRecord) -> Result<()> {
+        self.put_run(&format!("{RUN_PREFIX}{}", run.execution_id), run, false)
+            .await?;
+        if run.is_success() && run.fingerprints.is_some() {
+            self.put_run(LAST_SUCCESS_KEY, run, true).await?;
+        }
+        Ok(())
+    }
+
+    async fn last_success(&self) -> Result<Option<RunRecord>> {
+        self.get_run(LAST_SUCCESS_KEY).await
+    }
+
+    async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>> {
+        self.get_run(&format!("{RUN_PREFIX}{execution_id}")).await
+    }
+
+    async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(#d, :p)")
+            .projection_expression("#r")
+            .expression_attribute_names("#d", "date")
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_values(":p", AttributeValue::S(RUN_PREFIX.into()))
+            .into_paginator()
+            .send();
+        let mut runs = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.ledger_error("Scan", sdk_error_text(&e).1))?;
+            for item in page.items() {
+                if let Some(v) = item.get("record") {
+                    runs.push(parse_run(v)?);
+                }
+            }
+        }
+        runs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        runs.truncate(limit);
+        Ok(runs)
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use super::{Store, WriteReport};
 use crate::error::Result;
+use crate::ledger::{RunLedger, RunRecord};
 use crate::record::DailyRecord;
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -12,6 +13,7 @@ use std::sync::Mutex;
 pub struct MemoryStore {
     rows: Mutex<BTreeMap<NaiveDate, DailyRecord>>,
     write_calls: Mutex<u64>,
+    runs: Mutex<Vec<RunRecord>>,
 }
 
 impl MemoryStore {
@@ -37,5 +39,43 @@ impl Store for MemoryStore {
             requests: 1,
             write_units: 0,
         })
+    }
+}
+
+#[async_trait]
+impl RunLedger for MemoryStore {
+    async fn record_run(&self, run: &RunRecord) -> Result<()> {
+        let mut runs = self.runs.lock().unwrap();
+        runs.retain(|r| r.execution_id != run.execution_id);
+        runs.push(run.clone());
+        runs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        Ok(())
+    }
+
+    async fn last_success(&self) -> Result<Option<RunRecord>> {
+        let runs = self.runs.lock().unwrap();
+        Ok(runs
+            .iter()
+            .find(|r| r.is_success() && r.fingerprints.is_some())
+            .cloned())
+    }
+
+    async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>> {
+        let runs = self.runs.lock().unwrap();
+        Ok(runs
+            .iter()
+            .find(|r| r.execution_id == execution_id)
+            .cloned())
+    }
+
+    async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        Ok(self
+            .runs
+            .lock()
+            .unwrap()
+            .iter()
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }

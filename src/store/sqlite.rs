@@ -6,7 +6,8 @@
 //! a millisecond to open.
 
 use super::{Store, WriteReport};
-use crate::error::Result;
+use crate::error::{EtlError, Result};
+use crate::ledger::{RunLedger, RunRecord};
 use crate::record::{DailyRecord, iso};
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -43,6 +44,12 @@ CREATE TABLE IF NOT EXISTS executions (
     redrive_input TEXT,
     redrive_count INTEGER NOT NULL DEFAULT 0,
     ledger        TEXT            -- JSON run summary
+);
+CREATE TABLE IF NOT EXISTS runs (
+    execution_id TEXT PRIMARY KEY,
+    started_at   TEXT NOT NULL,
+    loaded       INTEGER NOT NULL, -- 1: a success with fingerprints (what the next run compares)
+    record       TEXT NOT NULL     -- JSON RunRecord
 );
 CREATE TABLE IF NOT EXISTS history (
     execution_id TEXT NOT NULL REFERENCES executions(id),
@@ -154,6 +161,52 @@ impl Store for SqliteDb {
             requests: 1,
             write_units: 0,
         })
+    }
+}
+
+#[async_trait]
+impl RunLedger for SqliteDb {
+    async fn record_run(&self, run: &RunRecord) -> Result<()> {
+        let text = serde_json::to_string(run).map_err(EtlError::store)?;
+        self.conn().execute(
+            "INSERT INTO runs (execution_id, started_at, loaded, record) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(execution_id) DO UPDATE SET
+               started_at = excluded.started_at, loaded = excluded.loaded, record = excluded.record",
+            params![
+                run.execution_id,
+                run.started_at,
+                run.is_success() && run.fingerprints.is_some(),
+                text
+            ],
+        )?;
+        Ok(())
+    }
+
+    async fn last_success(&self) -> Result<Option<RunRecord>> {
+        self.query_runs(
+            "WHERE loaded = 1 ORDER BY started_at DESC LIMIT 1",
+            params![],
+        )
+        .map(|mut v| v.pop())
+    }
+
+    async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>> {
+        self.query_runs("WHERE execution_id = ?1", params![execution_id])
+            .map(|mut v| v.pop())
+    }
+
+    async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        self.query_runs("ORDER BY started_at DESC LIMIT ?1", params![limit as i64])
+    }
+}
+
+impl SqliteDb {
+    fn query_runs(&self, tail: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT record FROM runs {tail}"))?;
+        let rows = stmt.query_map(args, |r| r.get::<_, String>(0))?;
+        rows.map(|text| serde_json::from_str(&text?).map_err(EtlError::store))
+            .collect()
     }
 }
 

@@ -3,7 +3,7 @@ use covid_etl::{adapters, lambda, steps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let store = adapters::store_from_env().await?;
+    let store = adapters::table_from_env().await?.store;
     lambda::run(move |request| {
         let store = store.clone();
         async move { steps::diff_and_load(request, store.as_ref()).await }

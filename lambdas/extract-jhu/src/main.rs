@@ -1,8 +1,13 @@
 //! The ExtractJhu state: fetch and validate the JHU combined series (US rows).
-use covid_etl::{extract::SourceKind, lambda, steps};
+use covid_etl::{adapters, extract::SourceKind, lambda, steps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let config = steps::SourceConfig::from_env();
-    lambda::run(move |request| steps::extract(SourceKind::Jhu, request, config.clone())).await
+    let ledger = adapters::table_from_env().await?.ledger;
+    lambda::run(move |request| {
+        let (config, ledger) = (config.clone(), ledger.clone());
+        async move { steps::extract(SourceKind::Jhu, request, config, ledger.as_ref()).await }
+    })
+    .await
 }

@@ -1,0 +1,76 @@
+//! The run ledger: one record per execution — what ran, on which versions of the sources,
+//! what it changed and how it ended. Operators read it (`covid-etl executions`, the
+//! dashboard), and the extract steps read the last successful run's source fingerprints to
+//! skip work when nothing changed.
+
+use crate::diff::LoadCounts;
+use crate::error::Result;
+use crate::merge::Dropped;
+use crate::payload::Fingerprints;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// How an execution ended, as the ledger records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunOutcome {
+    Succeeded,
+    /// Succeeded without work: neither source changed since the last successful load.
+    NoNewData,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+/// One execution's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub execution_id: String,
+    pub execution_name: String,
+    /// RFC 3339, from `$$.Execution.StartTime`.
+    pub started_at: String,
+    pub duration_ms: Option<i64>,
+    pub status: RunOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<Fingerprints>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadCounts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<Dropped>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+}
+
+impl RunRecord {
+    /// Whether this run loaded (or confirmed) the sources its fingerprints name.
+    pub fn is_success(&self) -> bool {
+        matches!(self.status, RunOutcome::Succeeded | RunOutcome::NoNewData)
+    }
+}
+
+/// Where run records live: the embedded database locally, the series table (under a `run#`
+/// key prefix) on AWS.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait RunLedger: Send + Sync {
+    /// Stores `run`, replacing an earlier record of the same execution (a redrive, or the
+    /// status-change notifier after the failure branch): writing twice is harmless.
+    async fn record_run(&self, run: &RunRecord) -> Result<()>;
+
+    /// The most recent successful run that recorded fingerprints (a dry run records none:
+    /// it loaded nothing), if any.
+    async fn last_success(&self) -> Result<Option<RunRecord>>;
+
+    /// One execution's record.
+    async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>>;
+
+    /// The newest runs first.
+    async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>>;
+}
