@@ -316,3 +316,79 @@ impl LocalRunner<'_> {
 fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{FixedJitter, SystemClock};
+    use crate::notify::{MemoryNotifier, MockNotifier};
+    use crate::store::MemoryStore;
+
+    fn fixture(name: &str) -> Option<String> {
+        Some(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
+    }
+
+    /// The production definition with a notify function that always fails: the failure
+    /// branch falls back to the direct `sns:publish`, and the execution still fails with the
+    /// original error.
+    #[tokio::test]
+    async fn a_failing_notify_function_falls_back_to_sns_publish() {
+        let mut broken = MockNotifier::new();
+        broken
+            .expect_publish()
+            .returning(|_| Err(EtlError::NotifyError("topic unavailable".into())));
+        let fallback = Arc::new(MemoryNotifier::default());
+        let store = Arc::new(MemoryStore::default());
+        let tasks = LocalTasks {
+            sources: SourceConfig::from_env(),
+            quality: steps::QualityPolicy::default(),
+            store: store.clone(),
+            ledger: store.clone(),
+            notifier: Arc::new(broken),
+            notify_settings: steps::NotifySettings {
+                notify_no_new_data: true,
+            },
+            fallback: fallback.clone(),
+        };
+        let db = SqliteDb::in_memory().unwrap();
+        let runner = LocalRunner {
+            db: &db,
+            tasks: &tasks,
+            clock: &SystemClock,
+            jitter: &FixedJitter(0.0),
+            observer: &MemoryHistory::new(),
+        };
+        let options = RunOptions {
+            nyt: fixture("nyt/invalid-date.csv"),
+            jhu: fixture("jhu/combined.csv"),
+            ..RunOptions::default()
+        };
+        let run = runner
+            .start(Some("fallback".into()), &options)
+            .await
+            .unwrap();
+        assert_eq!(run.status, "FAILED");
+        assert_eq!(run.failed_state.as_deref(), Some("ExtractNyt"));
+        assert_eq!(run.error.as_deref(), Some("DataQualityError"));
+        let sent = fallback.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].subject, "covid-etl FAILED in Extract");
+        assert_eq!(sent[0].attributes["failedState"], "Extract");
+        assert!(
+            sent[0].message.contains("2020-02-30"),
+            "{}",
+            sent[0].message
+        );
+        let steps = crate::report::steps(&db.history(&run.id).unwrap(), true);
+        let names: Vec<_> = steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.status.as_str()))
+            .collect();
+        assert!(names.contains(&("NotifyFailure", "CAUGHT")), "{names:?}");
+        assert!(
+            names.contains(&("PublishFailureDirect", "SUCCEEDED")),
+            "{names:?}"
+        );
+        assert_eq!(store.write_calls(), 0);
+    }
+}
