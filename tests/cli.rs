@@ -25,7 +25,13 @@ fn cli(db: &Path) -> Command {
 }
 
 fn run_json(db: &Path, args: &[&str]) -> (Value, i32) {
+    run_json_with(db, &[], args)
+}
+
+/// `covid-etl run --json ARGS` with extra environment variables.
+fn run_json_with(db: &Path, env: &[(&str, &str)], args: &[&str]) -> (Value, i32) {
     let out = cli(db)
+        .envs(env.iter().copied())
         .arg("run")
         .arg("--json")
         .args(args)
@@ -303,19 +309,13 @@ fn a_flaky_source_is_retried_until_it_serves() {
     let db = dir.path().join("etl.db");
     let body = std::fs::read(fixture("nyt/us.csv")).unwrap();
     let (url, count) = serve(body, vec![Reply::Error500, Reply::Stall, Reply::Serve]);
-    let out = cli(&db)
-        .env("COVID_ETL_HTTP_TIMEOUT_SECS", "1")
-        .args([
-            "run",
-            "--json",
-            "--nyt",
-            &url,
-            "--jhu",
-            &fixture("jhu/combined.csv"),
-        ])
-        .output()
-        .unwrap();
-    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jhu = fixture("jhu/combined.csv");
+    let (run, code) = run_json_with(
+        &db,
+        &[("COVID_ETL_HTTP_TIMEOUT_SECS", "1")],
+        &["--nyt", &url, "--jhu", &jhu],
+    );
+    assert_eq!(code, 0);
     assert_eq!(run["status"], "SUCCEEDED", "{run}");
     assert_eq!(count.load(Ordering::SeqCst), 3);
     let nyt = run["steps"]
@@ -343,19 +343,9 @@ fn a_source_that_never_recovers_ends_in_the_failure_branch() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("etl.db");
     let (url, count) = serve(Vec::new(), vec![Reply::Error500]);
-    let out = cli(&db)
-        .args([
-            "run",
-            "--json",
-            "--nyt",
-            &url,
-            "--jhu",
-            &fixture("jhu/combined.csv"),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jhu = fixture("jhu/combined.csv");
+    let (run, code) = run_json_with(&db, &[], &["--nyt", &url, "--jhu", &jhu]);
+    assert_eq!(code, 1);
     assert_eq!(run["failedState"], "ExtractNyt");
     assert_eq!(run["error"], "SourceUnavailable");
     assert!(run["cause"].as_str().unwrap().contains("HTTP 500"), "{run}");
@@ -464,20 +454,13 @@ fn a_task_that_overruns_its_timeout_fails_with_states_timeout() {
     let db = dir.path().join("etl.db");
     let (url, _) = serve(Vec::new(), vec![Reply::Stall]);
     // The real definition (ExtractNyt: TimeoutSeconds 180) with every engine wait / 100.
-    let out = cli(&db)
-        .env("COVID_ETL_TIME_SCALE", "100")
-        .args([
-            "run",
-            "--json",
-            "--nyt",
-            &url,
-            "--jhu",
-            &fixture("jhu/combined.csv"),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jhu = fixture("jhu/combined.csv");
+    let (run, code) = run_json_with(
+        &db,
+        &[("COVID_ETL_TIME_SCALE", "100")],
+        &["--nyt", &url, "--jhu", &jhu],
+    );
+    assert_eq!(code, 1);
     assert_eq!(run["failedState"], "ExtractNyt");
     assert_eq!(run["error"], "States.Timeout");
     let last = outbox(&db).pop().unwrap();
