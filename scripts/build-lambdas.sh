@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the five Lambda binaries as provided.al2023 `bootstrap` zips:
+# Build the six Lambda binaries (the five states and the daily starter) as
+# provided.al2023 `bootstrap` zips:
 #   target/lambda/<name>/bootstrap.zip
 # and write target/lambda/build.json ({"architecture": "..."}), which
 # serverless.yml reads for provider.architecture — so what is deployed is
@@ -16,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-LAMBDAS=(extract-nyt extract-jhu merge diff-and-load notify)
+LAMBDAS=(extract-nyt extract-jhu merge diff-and-load notify start-daily)
 ARCH="${ARCH:-arm64}"
 LAMBDA_DIR="target/lambda"
 
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     --arch) ARCH="${2:?--arch needs a value}"; shift 2 ;;
     --arch=*) ARCH="${1#--arch=}"; shift ;;
     --lambda-dir) LAMBDA_DIR="${2:?--lambda-dir needs a value}"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "build-lambdas: unknown argument: $1" >&2; exit 2 ;;
   esac
 done

@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
     --alert-email) params+=(--param="alertEmail=$2"); shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --no-check) CHECK=0; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "deploy: unknown argument: $1" >&2; exit 2 ;;
   esac
 done

@@ -20,6 +20,7 @@ pub mod notify;
 pub mod payload;
 pub mod record;
 pub mod report;
+pub mod schedule;
 pub mod steps;
 pub mod store;
 pub mod workflow;

@@ -5,34 +5,64 @@
 //! - `COVID_ETL_TEMPLATE`: path to `.serverless/cloudformation-template-update-stack.json`.
 //!   Unset: every test prints why it skips and passes — unless `CI=true`, where a
 //!   missing template is a failure (tests/deploy/check.sh sets it).
-//! - `COVID_ETL_EXPECT_STAGE` (default `ci`): `prod` expects the schedule enabled
-//!   and the table retained; any other stage expects neither.
+//! - `COVID_ETL_EXPECT_STAGE` (default `ci`): `prod` expects the schedule enabled,
+//!   the 26-hour staleness alarm and the table retained; any other stage expects none.
 //! - `COVID_ETL_EXPECT_RATE` (default `rate(1 day)`): the schedule expression.
 //! - `COVID_ETL_EXPECT_ARCH` (optional): `arm64` or `x86_64` for every function.
 //!
 //! Uses only serde_json and std.
 
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-/// The ASL function names (`{"Fn::GetAtt": [NAME, "Arn"]}`) and what each
-/// function's role may do besides writing its own logs.
-const FUNCTIONS: &[(&str, &[&str])] = &[
-    ("ExtractNyt", &["dynamodb:GetItem"]),
-    ("ExtractJhu", &["dynamodb:GetItem"]),
+/// The ASL function names (`{"Fn::GetAtt": [NAME, "Arn"]}`): the state machine's Tasks.
+const FUNCTIONS: &[&str] = &["ExtractNyt", "ExtractJhu", "Merge", "DiffAndLoad", "Notify"];
+
+/// The daily schedule's target; no state of the ASL.
+const STARTER: &str = "StartDaily";
+
+/// What a role's action may act on.
+#[derive(Debug, Clone, Copy)]
+enum On {
+    /// `{"Fn::GetAtt": ["EtlTable", "Arn"]}`
+    Table,
+    /// `{"Ref": "AlertTopic"}`
+    Topic,
+    /// `{"Ref": <the state machine>}`
+    StateMachine,
+    /// The executions of this state machine, by its name:
+    /// `arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:<name>:*`
+    Executions,
+}
+
+/// Every function and what its role may do besides writing its own logs (the IAM table of
+/// docs/DEPLOY.md).
+const ROLES: &[(&str, &[(&str, On)])] = &[
+    ("ExtractNyt", &[("dynamodb:GetItem", On::Table)]),
+    ("ExtractJhu", &[("dynamodb:GetItem", On::Table)]),
     ("Merge", &[]),
     (
         "DiffAndLoad",
         &[
-            "dynamodb:BatchWriteItem",
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:Scan",
+            ("dynamodb:Scan", On::Table),
+            ("dynamodb:BatchWriteItem", On::Table),
         ],
     ),
-    ("Notify", &["sns:Publish"]),
+    (
+        "Notify",
+        &[
+            ("sns:Publish", On::Topic),
+            ("dynamodb:GetItem", On::Table),
+            ("dynamodb:PutItem", On::Table),
+            ("states:GetExecutionHistory", On::Executions),
+        ],
+    ),
+    (STARTER, &[("states:StartExecution", On::StateMachine)]),
 ];
+
+/// The execution statuses the status-change rule sends to the notify function.
+const BAD_ENDINGS: &[&str] = &["ABORTED", "FAILED", "TIMED_OUT"];
 
 const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
 
@@ -214,11 +244,15 @@ fn compiled_definition(t: &Value) -> Value {
     serde_json::from_str(&out).expect("resolved definition is JSON")
 }
 
-/// Task state name -> (resource, TimeoutSeconds), through Parallel branches.
+/// Task state name -> (resource, TimeoutSeconds), through Parallel branches. Every Task
+/// must set its own TimeoutSeconds (the ASL default is 60 s, too easy to overlook).
 fn task_states(states: &Value, out: &mut Vec<(String, Value, u64)>) {
     for (name, state) in states.as_object().expect("States") {
         if state["Type"] == "Task" {
-            let timeout = state["TimeoutSeconds"].as_u64().unwrap_or(60);
+            let timeout = state["TimeoutSeconds"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("Task {name} has no TimeoutSeconds"));
+            assert!(timeout > 0, "Task {name}: TimeoutSeconds {timeout}");
             out.push((name.clone(), state["Resource"].clone(), timeout));
         }
         if let Some(branches) = state["Branches"].as_array() {
@@ -258,6 +292,53 @@ fn role_statements(role: &Value) -> Vec<(String, Vec<Value>)> {
     out
 }
 
+/// Whether a template condition holds with the template's parameter defaults (the values a
+/// deploy of this package uses): `Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`,
+/// and `Ref` to a parameter.
+fn condition_holds(t: &Value, name: &str) -> bool {
+    fn value(t: &Value, v: &Value) -> Value {
+        if let Some(p) = v.get("Ref").and_then(Value::as_str) {
+            let param = &t["Parameters"][p];
+            assert!(param.is_object(), "Ref {p} in a condition: not a parameter");
+            return param["Default"].clone();
+        }
+        v.clone()
+    }
+    fn eval(t: &Value, c: &Value) -> bool {
+        let o = c.as_object().expect("condition object");
+        assert_eq!(o.len(), 1, "condition {c}");
+        let (f, args) = o.iter().next().unwrap();
+        match f.as_str() {
+            "Fn::Equals" => value(t, &args[0]) == value(t, &args[1]),
+            "Fn::Not" => !eval(t, &args[0]),
+            "Fn::And" => args.as_array().unwrap().iter().all(|a| eval(t, a)),
+            "Fn::Or" => args.as_array().unwrap().iter().any(|a| eval(t, a)),
+            "Condition" => condition_holds(t, args.as_str().expect("condition name")),
+            other => panic!("unsupported condition function {other}"),
+        }
+    }
+    let c = &t["Conditions"][name];
+    assert!(c.is_object(), "condition {name} is defined");
+    eval(t, c)
+}
+
+/// Whether a resource is created on a deploy of this package: unconditional, or its
+/// condition holds.
+fn is_created(t: &Value, r: &Value) -> bool {
+    match r["Condition"].as_str() {
+        None => true,
+        Some(c) => condition_holds(t, c),
+    }
+}
+
+fn state_machine_name(t: &Value) -> String {
+    let (_, sm) = the_state_machine(t);
+    sm["Properties"]["StateMachineName"]
+        .as_str()
+        .expect("state machine has a fixed StateMachineName")
+        .to_owned()
+}
+
 fn role_of_function<'a>(t: &'a Value, function: &str) -> (&'a str, &'a Value) {
     let f = resource(t, &lambda_id(function));
     let role_id = f["Properties"]["Role"]["Fn::GetAtt"][0]
@@ -279,13 +360,38 @@ fn state_machine_definition_is_the_asl_file() {
 }
 
 #[test]
+fn deployed_definition_has_a_machine_timeout_and_a_timeout_on_every_task() {
+    let Some(t) = template() else { return };
+    let compiled = compiled_definition(&t);
+    let machine = compiled["TimeoutSeconds"]
+        .as_u64()
+        .expect("the state machine has TimeoutSeconds");
+    assert!(machine > 0);
+    let mut tasks = vec![];
+    task_states(&compiled["States"], &mut tasks); // panics on a Task without one
+    assert!(!tasks.is_empty());
+    for (state, _, timeout) in &tasks {
+        assert!(
+            *timeout < machine,
+            "Task {state}: {timeout}s must be below the machine's {machine}s"
+        );
+    }
+    // The no-new-data path notifies through a Task of its own, with its own timeout.
+    assert!(
+        tasks.iter().any(|(s, _, _)| s == "NotifyNoNewData"),
+        "NotifyNoNewData Task: {:?}",
+        tasks.iter().map(|(s, _, _)| s).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn every_asl_function_is_a_lambda_that_ends_before_its_task() {
     let Some(t) = template() else { return };
     let expect_arch = std::env::var("COVID_ETL_EXPECT_ARCH").ok();
     let mut tasks = vec![];
     task_states(&asl_file()["States"], &mut tasks);
     let mut archs = BTreeSet::new();
-    for (function, _) in FUNCTIONS {
+    for function in FUNCTIONS.iter().chain([&STARTER]) {
         let f = &resource(&t, &lambda_id(function))["Properties"];
         assert_eq!(f["Runtime"], "provided.al2023", "{function}");
         assert_eq!(f["Handler"], "bootstrap", "{function}");
@@ -302,6 +408,9 @@ fn every_asl_function_is_a_lambda_that_ends_before_its_task() {
         assert_eq!(env["TABLE_NAME"], json!({"Ref": "EtlTable"}), "{function}");
         assert_eq!(env["TOPIC_ARN"], json!({"Ref": "AlertTopic"}), "{function}");
         assert!(env["RUST_LOG"].is_string(), "{function}: RUST_LOG");
+        if *function == STARTER {
+            continue; // no Task calls it: see start_daily_starts_this_state_machine
+        }
 
         let timeout = f["Timeout"].as_u64().expect("Timeout");
         let getatt = json!({"Fn::GetAtt": [function, "Arn"]});
@@ -331,10 +440,18 @@ fn function_roles_are_least_privilege() {
         !resources(&t).contains_key("IamRoleLambdaExecution"),
         "no shared framework role: every function has its own"
     );
-    let table = json!({"Fn::GetAtt": ["EtlTable", "Arn"]});
-    let topic = json!({"Ref": "AlertTopic"});
+    let (sm_id, _) = the_state_machine(&t);
+    let resource_of = |on: On| match on {
+        On::Table => json!({"Fn::GetAtt": ["EtlTable", "Arn"]}),
+        On::Topic => json!({"Ref": "AlertTopic"}),
+        On::StateMachine => json!({"Ref": sm_id}),
+        On::Executions => json!({"Fn::Sub": format!(
+            "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:execution:{}:*",
+            state_machine_name(&t)
+        )}),
+    };
     let mut seen_roles = BTreeSet::new();
-    for (function, allowed) in FUNCTIONS {
+    for (function, allowed) in ROLES {
         let (role_id, role) = role_of_function(&t, function);
         assert!(seen_roles.insert(role_id.to_owned()), "{role_id} is shared");
         let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"];
@@ -356,17 +473,13 @@ fn function_roles_are_least_privilege() {
                 );
                 continue;
             }
-            let want = if action.starts_with("dynamodb:") {
-                &table
-            } else if action.starts_with("sns:") {
-                &topic
-            } else {
+            let Some((_, on)) = allowed.iter().find(|(a, _)| *a == action) else {
                 panic!("{role_id}: unexpected action {action}")
             };
-            assert_eq!(res, vec![want.clone()], "{role_id}: {action}");
-            actions.insert(action);
+            assert_eq!(res, vec![resource_of(*on)], "{role_id}: {action}");
+            assert!(actions.insert(action.clone()), "{role_id}: {action} twice");
         }
-        let allowed: BTreeSet<String> = allowed.iter().map(|s| s.to_string()).collect();
+        let allowed: BTreeSet<String> = allowed.iter().map(|(a, _)| a.to_string()).collect();
         assert_eq!(actions, allowed, "{role_id}: actions beyond logs");
     }
 }
@@ -411,7 +524,7 @@ fn state_machine_role_invokes_the_five_functions_and_publishes_alerts() {
             a => panic!("state machine role: unexpected action {a}"),
         }
     }
-    let want_invoke: BTreeSet<String> = FUNCTIONS.iter().map(|(f, _)| lambda_id(f)).collect();
+    let want_invoke: BTreeSet<String> = FUNCTIONS.iter().map(|f| lambda_id(f)).collect();
     assert_eq!(invoke, want_invoke);
     assert!(
         other.contains("sns:Publish"),
@@ -434,25 +547,46 @@ fn logging_and_tracing_are_on() {
     assert_eq!(p["TracingConfiguration"]["Enabled"], true);
 }
 
+/// The `AWS::Lambda::Permission`s that let EventBridge invoke `function` from `rule_id`.
+fn events_may_invoke(t: &Value, function: &str, rule_id: &str) -> usize {
+    let getatt = json!({"Fn::GetAtt": [lambda_id(function), "Arn"]});
+    let reference = json!({"Ref": lambda_id(function)});
+    of_type(t, "AWS::Lambda::Permission")
+        .into_iter()
+        .filter(|(_, p)| {
+            let p = &p["Properties"];
+            (p["FunctionName"] == getatt || p["FunctionName"] == reference)
+                && p["SourceArn"] == json!({"Fn::GetAtt": [rule_id, "Arn"]})
+        })
+        .inspect(|(id, p)| {
+            let p = &p["Properties"];
+            assert_eq!(p["Action"], "lambda:InvokeFunction", "{id}");
+            assert_eq!(p["Principal"], "events.amazonaws.com", "{id}");
+        })
+        .count()
+}
+
 #[test]
-fn daily_schedule_starts_the_state_machine() {
+fn daily_schedule_invokes_the_starter_not_the_state_machine() {
     let Some(t) = template() else { return };
     let (sm_id, _) = the_state_machine(&t);
     let rate = std::env::var("COVID_ETL_EXPECT_RATE").unwrap_or_else(|_| "rate(1 day)".into());
-    let rules: Vec<_> = of_type(&t, "AWS::Events::Rule")
+    let rules = of_type(&t, "AWS::Events::Rule");
+    for (id, r) in &rules {
+        for tg in as_list(&r["Properties"]["Targets"]) {
+            assert_ne!(
+                tg["Arn"],
+                json!({"Ref": sm_id}),
+                "{id}: nothing starts the state machine but StartDaily (it names the execution)"
+            );
+        }
+    }
+    let schedules: Vec<_> = rules
         .into_iter()
-        .filter(|(_, r)| {
-            as_list(&r["Properties"]["Targets"])
-                .iter()
-                .any(|tg| tg["Arn"] == json!({"Ref": sm_id}))
-        })
+        .filter(|(_, r)| !r["Properties"]["ScheduleExpression"].is_null())
         .collect();
-    assert_eq!(
-        rules.len(),
-        1,
-        "one schedule rule targets the state machine"
-    );
-    let (rule_id, rule) = rules[0];
+    assert_eq!(schedules.len(), 1, "one schedule rule");
+    let (rule_id, rule) = schedules[0];
     let p = &rule["Properties"];
     assert_eq!(p["ScheduleExpression"], rate.as_str(), "{rule_id}");
     let want_state = if expected_stage() == "prod" {
@@ -466,22 +600,111 @@ fn daily_schedule_starts_the_state_machine() {
         "{rule_id} on stage {}",
         expected_stage()
     );
-    let target = &as_list(&p["Targets"])[0];
-    let input: Value = serde_json::from_str(target["Input"].as_str().expect("Input")).unwrap();
-    assert_eq!(input, json!({}), "execution input");
-    // The rule's role may only start this state machine.
-    let role = resource(
-        &t,
-        target["RoleArn"]["Fn::GetAtt"][0]
-            .as_str()
-            .expect("rule role"),
+    let targets = as_list(&p["Targets"]);
+    assert_eq!(targets.len(), 1, "{rule_id}: one target");
+    let target = &targets[0];
+    assert_eq!(
+        target["Arn"],
+        json!({"Fn::GetAtt": [lambda_id(STARTER), "Arn"]}),
+        "{rule_id} invokes {STARTER}"
     );
-    let stmts = role_statements(role);
-    assert!(!stmts.is_empty());
-    for (action, res) in stmts {
-        assert_eq!(action, "states:StartExecution");
-        assert_eq!(res, vec![json!({"Ref": sm_id})]);
+    // The starter names the execution after the event's `time`: it must get the event.
+    for key in ["Input", "InputPath", "InputTransformer"] {
+        assert!(
+            target[key].is_null(),
+            "{rule_id}: {key} would hide the event"
+        );
     }
+    assert!(
+        target["RoleArn"].is_null(),
+        "{rule_id}: Lambda targets use a permission"
+    );
+    assert_eq!(events_may_invoke(&t, STARTER, rule_id), 1, "{rule_id}");
+}
+
+#[test]
+fn start_daily_starts_this_state_machine() {
+    let Some(t) = template() else { return };
+    let (sm_id, _) = the_state_machine(&t);
+    let f = &resource(&t, &lambda_id(STARTER))["Properties"];
+    assert_eq!(
+        f["Environment"]["Variables"]["STATE_MACHINE_ARN"],
+        json!({"Ref": sm_id})
+    );
+    let timeout = f["Timeout"].as_u64().expect("Timeout");
+    assert!(
+        timeout <= 60,
+        "a StartExecution call needs seconds, not {timeout}s"
+    );
+    // Its role (least privilege, also checked with the others) may only start this machine.
+    let (role_id, role) = role_of_function(&t, STARTER);
+    let starts: Vec<_> = role_statements(role)
+        .into_iter()
+        .filter(|(a, _)| !LOG_ACTIONS.contains(&a.as_str()))
+        .collect();
+    assert_eq!(
+        starts,
+        vec![(
+            "states:StartExecution".to_owned(),
+            vec![json!({"Ref": sm_id})]
+        )],
+        "{role_id}"
+    );
+}
+
+#[test]
+fn executions_that_end_badly_reach_the_notify_function() {
+    let Some(t) = template() else { return };
+    let (sm_id, _) = the_state_machine(&t);
+    let rules: Vec<_> = of_type(&t, "AWS::Events::Rule")
+        .into_iter()
+        .filter(|(_, r)| {
+            r["Properties"]["EventPattern"]["detail-type"]
+                == json!(["Step Functions Execution Status Change"])
+        })
+        .collect();
+    assert_eq!(rules.len(), 1, "one status-change rule");
+    let (rule_id, rule) = rules[0];
+    assert!(is_created(&t, rule), "{rule_id} exists on every stage");
+    let p = &rule["Properties"];
+    assert_eq!(p["State"], "ENABLED", "{rule_id}");
+    let pattern = &p["EventPattern"];
+    assert_eq!(pattern["source"], json!(["aws.states"]), "{rule_id}");
+    let detail = pattern["detail"].as_object().expect("detail filter");
+    assert_eq!(
+        detail.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from(["stateMachineArn", "status"]),
+        "{rule_id}: filters on status and state machine only"
+    );
+    let statuses: Vec<&str> = detail["status"]
+        .as_array()
+        .expect("status list")
+        .iter()
+        .map(|s| s.as_str().expect("status string"))
+        .collect();
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, BAD_ENDINGS, "{rule_id}: exactly these statuses");
+    assert_eq!(
+        detail["stateMachineArn"],
+        json!([{"Ref": sm_id}]),
+        "{rule_id}: this state machine only"
+    );
+    let targets = as_list(&p["Targets"]);
+    assert_eq!(targets.len(), 1, "{rule_id}: one target");
+    let target = &targets[0];
+    assert_eq!(
+        target["Arn"],
+        json!({"Fn::GetAtt": [lambda_id("Notify"), "Arn"]}),
+        "{rule_id} targets Notify"
+    );
+    for key in ["Input", "InputPath", "InputTransformer"] {
+        assert!(
+            target[key].is_null(),
+            "{rule_id}: Notify reads the event itself, not {key}"
+        );
+    }
+    assert_eq!(events_may_invoke(&t, "Notify", rule_id), 1, "{rule_id}");
 }
 
 #[test]
@@ -518,7 +741,8 @@ fn table_is_on_demand_with_point_in_time_recovery() {
 fn alarms_notify_the_topic() {
     let Some(t) = template() else { return };
     let (sm_id, _) = the_state_machine(&t);
-    let mut metrics = BTreeMap::new();
+    let mut created = BTreeSet::new();
+    let mut all = BTreeSet::new();
     for (id, alarm) in of_type(&t, "AWS::CloudWatch::Alarm") {
         let p = &alarm["Properties"];
         assert_eq!(p["Namespace"], "AWS/States", "{id}");
@@ -528,17 +752,69 @@ fn alarms_notify_the_topic() {
             "{id}"
         );
         assert_eq!(p["AlarmActions"], json!([{"Ref": "AlertTopic"}]), "{id}");
-        metrics.insert(p["MetricName"].as_str().unwrap().to_owned(), id.clone());
+        let metric = p["MetricName"].as_str().unwrap().to_owned();
+        assert!(
+            all.insert(metric.clone()),
+            "{id}: a second alarm on {metric}"
+        );
+        if is_created(&t, alarm) {
+            created.insert(metric);
+        }
     }
-    let names: BTreeSet<&str> = metrics.keys().map(String::as_str).collect();
+    let mut want = BTreeSet::from([
+        "ExecutionsAborted".to_owned(),
+        "ExecutionsFailed".to_owned(),
+        "ExecutionsTimedOut".to_owned(),
+    ]);
+    if expected_stage() == "prod" {
+        want.insert("ExecutionsSucceeded".to_owned());
+    }
     assert_eq!(
-        names,
-        BTreeSet::from([
-            "ExecutionsAborted",
-            "ExecutionsFailed",
-            "ExecutionsTimedOut"
-        ])
+        created,
+        want,
+        "alarms created on stage {}",
+        expected_stage()
     );
+}
+
+#[test]
+fn no_success_in_26_hours_alarms_where_the_schedule_runs() {
+    let Some(t) = template() else { return };
+    let alarms: Vec<_> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| a["Properties"]["MetricName"] == "ExecutionsSucceeded")
+        .collect();
+    assert_eq!(alarms.len(), 1, "one staleness alarm in the template");
+    let (id, alarm) = alarms[0];
+    // Conditional on the schedule, through a template parameter (like the email
+    // subscription): created on prod, absent from a ci deploy.
+    let cond = alarm["Condition"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{id} must be conditional on the schedule"));
+    let prod = expected_stage() == "prod";
+    assert_eq!(
+        condition_holds(&t, cond),
+        prod,
+        "{id} (condition {cond}) on stage {}",
+        expected_stage()
+    );
+    let p = &alarm["Properties"];
+    assert_eq!(p["Statistic"], "Sum", "{id}");
+    assert_eq!(p["Period"], 3600, "{id}");
+    assert_eq!(p["EvaluationPeriods"], 26, "{id}: 26 hours");
+    assert_eq!(
+        p["DatapointsToAlarm"], 26,
+        "{id}: every hour without a success"
+    );
+    assert_eq!(p["Threshold"].as_f64(), Some(1.0), "{id}");
+    assert_eq!(p["ComparisonOperator"], "LessThanThreshold", "{id}");
+    assert_eq!(
+        p["TreatMissingData"], "breaching",
+        "{id}: no executions is stale"
+    );
+    // PutMetricAlarm's limit for periods of an hour or more: 7 days in all.
+    let range = p["Period"].as_u64().unwrap() * p["EvaluationPeriods"].as_u64().unwrap();
+    assert!(range <= 7 * 86_400, "{id}: evaluation range {range}s");
 }
 
 #[test]
