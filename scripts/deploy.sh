@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one deploy command: install tools, build the five Lambdas, check the
+# The one deploy command: install tools, build the Lambdas, check the
 # packaged stack offline, then `serverless deploy`.
 #
 #   scripts/deploy.sh --stage prod [--region us-east-1] [--arch arm64|x86_64]
