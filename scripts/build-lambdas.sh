@@ -17,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-LAMBDAS=(extract-nyt extract-jhu merge diff-and-load notify start-daily)
+LAMBDAS=(extract-nyt extract-jhu merge diff-and-load notify start-daily api)
 ARCH="${ARCH:-arm64}"
 LAMBDA_DIR="target/lambda"
 

@@ -3,7 +3,8 @@
 #   1. the pinned tools (npm ci, .venv with moto and cfn-lint) — fast when already there
 #   2. cargo fmt --check and clippy -D warnings
 #   3. offline deployment checks: serverless package, cfn-lint, asl-validator, actionlint
-#   4. cargo test: unit tests, the engine, the pipeline on fixtures and real snapshots,
+#   4. the dashboard in headless Chromium (tests/browser), over the fixtures
+#   5. cargo test: unit tests, the engine, the pipeline on fixtures and real snapshots,
 #      the CLI end to end, the AWS adapters against moto on 127.0.0.1, the compiled template
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,10 +16,14 @@ echo "=== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "=== deployment checks"
 COVID_ETL_SKIP_SETUP=1 bash tests/deploy/check.sh
+echo "=== browser test (dashboard in headless Chromium)"
+cargo build --workspace --locked
+browser_log="$(mktemp)"
+bash tests/browser/run.sh 2>&1 | tee "$browser_log"
 echo "=== cargo test"
 # The deployment test reads the template that check.sh just compiled (stage ci).
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$browser_log"' EXIT
 set +e
 COVID_ETL_TEMPLATE="$PWD/.serverless/cloudformation-template-update-stack.json" \
 COVID_ETL_EXPECT_STAGE=ci COVID_ETL_EXPECT_ARCH="${ARCH:-arm64}" COVID_ETL_EXPECT_RATE="rate(1 day)" \
@@ -27,6 +32,7 @@ status=${PIPESTATUS[0]}
 set -e
 # cargo prints one "test result" line per test binary (the last ones are empty doc-test
 # runs); the total is what a reader wants last.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+# The browser test closes with "dashboard: N passed, N failed"; both are counted.
+awk '/^test result:|^dashboard:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log" "$browser_log"
 exit "$status"

@@ -8,6 +8,7 @@
 //! The domain talks to the world only through [`store::Store`] and [`notify::Notifier`].
 
 pub mod adapters;
+pub mod api;
 pub mod aws;
 pub mod diff;
 pub mod engine;

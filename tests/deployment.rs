@@ -59,7 +59,11 @@ const ROLES: &[(&str, &[(&str, On)])] = &[
         ],
     ),
     (STARTER, &[("states:StartExecution", On::StateMachine)]),
+    (API, &[("dynamodb:Scan", On::Table)]),
 ];
+
+/// The dashboard and its API; no state of the ASL.
+const API: &str = "Api";
 
 /// The execution statuses the status-change rule sends to the notify function.
 const BAD_ENDINGS: &[&str] = &["ABORTED", "FAILED", "TIMED_OUT"];
@@ -391,7 +395,7 @@ fn every_asl_function_is_a_lambda_that_ends_before_its_task() {
     let mut tasks = vec![];
     task_states(&asl_file()["States"], &mut tasks);
     let mut archs = BTreeSet::new();
-    for function in FUNCTIONS.iter().chain([&STARTER]) {
+    for function in FUNCTIONS.iter().chain([&STARTER, &API]) {
         let f = &resource(&t, &lambda_id(function))["Properties"];
         assert_eq!(f["Runtime"], "provided.al2023", "{function}");
         assert_eq!(f["Handler"], "bootstrap", "{function}");
@@ -408,8 +412,8 @@ fn every_asl_function_is_a_lambda_that_ends_before_its_task() {
         assert_eq!(env["TABLE_NAME"], json!({"Ref": "EtlTable"}), "{function}");
         assert_eq!(env["TOPIC_ARN"], json!({"Ref": "AlertTopic"}), "{function}");
         assert!(env["RUST_LOG"].is_string(), "{function}: RUST_LOG");
-        if *function == STARTER {
-            continue; // no Task calls it: see start_daily_starts_this_state_machine
+        if *function == STARTER || *function == API {
+            continue; // no Task calls these: see their own tests
         }
 
         let timeout = f["Timeout"].as_u64().expect("Timeout");
@@ -861,4 +865,24 @@ fn nothing_account_specific_is_hard_coded() {
         }
     }
     walk(&t["Resources"], "Resources");
+}
+
+#[test]
+fn the_dashboard_is_served_by_the_api_function_on_the_default_stage() {
+    let Some(t) = template() else { return };
+    let apis = of_type(&t, "AWS::ApiGatewayV2::Api");
+    assert_eq!(apis.len(), 1, "one HTTP API");
+    assert_eq!(apis[0].1["Properties"]["ProtocolType"], "HTTP");
+    let stages = of_type(&t, "AWS::ApiGatewayV2::Stage");
+    assert_eq!(stages.len(), 1);
+    assert_eq!(stages[0].1["Properties"]["StageName"], "$default");
+    let routes = of_type(&t, "AWS::ApiGatewayV2::Route");
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].1["Properties"]["RouteKey"], "$default");
+    let integrations = of_type(&t, "AWS::ApiGatewayV2::Integration");
+    assert_eq!(integrations.len(), 1);
+    assert_eq!(
+        integrations[0].1["Properties"]["IntegrationUri"],
+        json!({"Fn::GetAtt": [lambda_id(API), "Arn"]})
+    );
 }

@@ -60,7 +60,7 @@ if [ -n "${ARTIFACT_DIR:-}" ]; then
   echo "check: packaging real artifacts from $ART ($ARCH)"
 else
   ART="$TMP/artifacts"
-  for l in extract-nyt extract-jhu merge diff-and-load notify start-daily; do
+  for l in extract-nyt extract-jhu merge diff-and-load notify start-daily api; do
     mkdir -p "$ART/$l"
     printf '#!/bin/sh\necho "placeholder for %s: run scripts/build-lambdas.sh" >&2\nexit 1\n' "$l" \
       > "$ART/$l/bootstrap"
