@@ -136,10 +136,10 @@ fn print_payload_sizes() {
         nyt_path().display(),
         jhu_path().display()
     );
-    for (name, bytes) in sizes
-        .into_iter()
-        .chain([("Merge output", size(&merged)), ("DiffAndLoad input", size(&load))])
-    {
+    for (name, bytes) in sizes.into_iter().chain([
+        ("Merge output", size(&merged)),
+        ("DiffAndLoad input", size(&load)),
+    ]) {
         eprintln!("  {name:<28} {bytes:>7} bytes");
     }
 }

@@ -4,7 +4,7 @@
 //! `Province/State` is empty.
 
 use super::SourceSeries;
-use super::parse::{Columns, FieldReader, SeriesBuilder};
+use super::parse::{Columns, FieldReader, Records, SeriesBuilder};
 use crate::error::Result;
 use crate::record::DailyRecord;
 use std::io::Read;
@@ -14,31 +14,33 @@ pub const DEFAULT_URL: &str = "https://raw.githubusercontent.com/datasets/covid-
 
 /// Streams the file; rows of other countries are skipped without being kept, so memory does
 /// not grow with them. They must still be well-formed CSV records.
+///
+/// The skipping is a prefilter ([`Records::keep_only`]): a row whose `Country/Region` is not
+/// `US`, or whose `Province/State` is not empty, is only scanned for its end and its field
+/// count (the one rule the `csv` crate applies to every record), never copied; the rows it
+/// keeps are read with full CSV semantics, quoted fields included.
 pub fn parse(reader: impl Read) -> Result<SourceSeries> {
-    let mut csv = super::csv_reader(reader);
-    let columns = Columns::new(SOURCE_NAME, super::headers(SOURCE_NAME, &mut csv)?);
+    let mut rows = Records::new(SOURCE_NAME, reader);
+    let columns = Columns::new(SOURCE_NAME, rows.headers()?);
     let date = columns.index("Date")?;
     let country = columns.index("Country/Region")?;
     let province = columns.index("Province/State")?;
     let confirmed = columns.index("Confirmed")?;
     let recovered = columns.index("Recovered")?;
     let deaths = columns.index("Deaths")?;
+    rows.keep_only(&[(country, b"US"), (province, b"")]);
     let mut series = SeriesBuilder::new(SOURCE_NAME);
-    let mut row = csv::ByteRecord::new();
-    while super::next_record(SOURCE_NAME, &mut csv, &mut row)? {
-        if &row[country] != b"US" || !row[province].is_empty() {
-            continue;
-        }
-        let line = row.position().map_or(0, |p| p.line());
+    while rows.next()? {
+        let line = rows.line();
         let f = FieldReader {
             source_name: SOURCE_NAME,
             line,
         };
         let record = DailyRecord::new(
-            f.date("Date", &row[date])?,
-            f.count("Confirmed", &row[confirmed])?,
-            f.count("Deaths", &row[deaths])?,
-            f.optional_count("Recovered", &row[recovered])?,
+            f.date("Date", rows.field(date))?,
+            f.count("Confirmed", rows.field(confirmed))?,
+            f.count("Deaths", rows.field(deaths))?,
+            f.optional_count("Recovered", rows.field(recovered))?,
         );
         series.push(line, "Date", record)?;
     }
@@ -87,5 +89,68 @@ mod tests {
         let e = parse(text.as_bytes()).unwrap_err();
         assert_eq!(e.name(), "DataQualityError");
         assert!(e.to_string().starts_with("jhu line 3"), "{e}");
+    }
+
+    fn json(text: &str) -> String {
+        serde_json::to_string(&parse(text.as_bytes()).unwrap().records).unwrap()
+    }
+
+    #[test]
+    fn prefilter_reads_quoted_fields_as_csv_does() {
+        // A quoted "US" is the value US; a quoted field that merely contains US, or a
+        // province that is a quoted empty string, is judged on its unquoted value.
+        let text = format!(
+            "{HEADER}2020-01-22,\"US\",,1,,0\n2020-01-23,\"US, Minor Outlying\",,9,9,9\n\
+             2020-01-23,US,\"\",2,0,1\n2020-01-24,US,\"Washington, D.C.\",9,9,9\n\
+             2020-01-24,\"U\"\"S\",,9,9,9\n2020-01-25,US,\"a\nb\",9,9,9\n2020-01-24,US,,3,1,1\n"
+        );
+        assert_eq!(
+            json(&text),
+            r#"[["2020-01-22",1,0],["2020-01-23",2,1,0],["2020-01-24",3,1,1]]"#
+        );
+    }
+
+    #[test]
+    fn prefilter_handles_crlf_and_a_missing_final_line_break() {
+        let crlf = "Date,Country/Region,Province/State,Confirmed,Recovered,Deaths\r\n\
+                    2020-01-22,US,,1,0,0\r\n2020-01-22,Peru,,5,0,0\r\n2020-01-23,US,,2,0,1";
+        assert_eq!(json(crlf), r#"[["2020-01-22",1,0,0],["2020-01-23",2,1,0]]"#);
+        let last_skipped = format!("{HEADER}2020-01-22,US,,1,0,0\n2020-01-22,Peru,,5,0,0");
+        assert_eq!(json(&last_skipped), r#"[["2020-01-22",1,0,0]]"#);
+        // A bad value on a CRLF file is reported at the line the csv crate reports.
+        let e = parse("Date,Country/Region,Province/State,Confirmed,Recovered,Deaths\r\n2020-01-22,US,,x,0,0\r\n".as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "jhu line 1 column \"Confirmed\": \"x\" is not a whole number"
+        );
+    }
+
+    #[test]
+    fn prefilter_finds_its_columns_by_name_among_extras_in_any_order() {
+        let text = "Lat,Province/State,Deaths,Long,Recovered,Country/Region,Confirmed,Date\n\
+                    1,,0,2,,Peru,5,2020-01-22\n1,,3,2,1,US,7,2020-01-22\n\
+                    1,Guam,9,2,9,US,9,2020-01-22\n1,,9,2,9,USA,9,2020-01-23\n";
+        assert_eq!(json(text), r#"[["2020-01-22",7,3,1]]"#);
+    }
+
+    #[test]
+    fn prefilter_still_rejects_malformed_rows_of_other_countries() {
+        for (row, fields) in [
+            ("2020-01-22,Peru,,1,0", 5),
+            ("2020-01-22,Peru,,1,0,0,7", 7),
+            ("2020-01-22,\"Korea, South\",,1,0", 5),
+            ("2020-01-22,US,Guam,1,0,0,0", 7),
+        ] {
+            let text = format!("{HEADER}2020-01-22,US,,1,0,0\n{row}\n2020-01-23,US,,2,0,1\n");
+            let e = parse(text.as_bytes()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "jhu line 3 column \"(row)\": \"{fields} fields\" does not match the header's 6 fields"
+                ),
+                "{row}"
+            );
+        }
     }
 }

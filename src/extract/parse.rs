@@ -1,11 +1,14 @@
 //! What both parsers share: finding columns by header name, strict field validation,
-//! duplicate detection and the day-to-day decrease warnings.
+//! duplicate detection and the day-to-day decrease warnings; and [`Records`], the streaming
+//! CSV record reader with a prefilter that the JHU parser uses to skip other countries' rows
+//! without materializing them.
 
 use crate::error::{EtlError, Result};
 use crate::record::{DailyRecord, iso};
 use chrono::NaiveDate;
 use csv::ByteRecord;
 use std::collections::HashMap;
+use std::io::Read;
 
 /// Locates required columns by name; extra columns are ignored and order does not matter.
 pub(crate) struct Columns<'a> {
@@ -171,6 +174,470 @@ fn decreases(source_name: &str, records: &[DailyRecord]) -> Vec<String> {
     out
 }
 
+/// How many bytes the record reader asks its source for at a time; its buffer is twice that,
+/// so a read can always take a whole chunk (a `BufReader` of this size below passes it
+/// straight through instead of copying).
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Byte classes of the record scanner: the only bytes the default CSV dialect gives meaning.
+const PLAIN: u8 = 0;
+const COMMA: u8 = 1;
+const TERM: u8 = 2;
+const QUOTE: u8 = 3;
+const CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    t[b',' as usize] = COMMA;
+    t[b'\r' as usize] = TERM;
+    t[b'\n' as usize] = TERM;
+    t[b'"' as usize] = QUOTE;
+    t
+};
+
+/// What scanning one record from the start of the buffered bytes found.
+enum Scan {
+    /// A whole record ending before `next` (its terminator included). `fields` is its field
+    /// count; `keep` whether it passed the prefilter.
+    Done {
+        next: usize,
+        fields: usize,
+        keep: bool,
+    },
+    /// A field starts with a quote: the record needs the full quoted-field parser.
+    Quoted,
+    /// The buffer ends inside the record and the source has more.
+    NeedMore,
+}
+
+/// A streaming CSV record reader with exactly the semantics of the `csv` crate as
+/// [`super::csv_reader`] configures it (no header handling, `,` delimiter, `"` quotes that
+/// are doubled inside quoted fields, CR, LF or CRLF terminators, blank lines skipped, a
+/// leading UTF-8 BOM stripped, every record as many fields as the first) — including its
+/// line numbers, which count the LF bytes consumed before the record was asked for (on a
+/// CRLF file that is one less than the physical line, as the `csv` crate reports it).
+///
+/// Its one addition is a prefilter ([`keep_only`](Self::keep_only)): records whose fields
+/// do not equal the wanted values are skipped without being copied. A skipped record is
+/// still scanned to its end and its fields are still counted, so a malformed skipped row
+/// is rejected exactly as the `csv` crate rejects it. A record with a quote at the start of
+/// a field goes through the full quoted-field state machine (the `csv-core` automaton),
+/// so quoted commas, doubled quotes and quoted line breaks are read as the `csv` crate
+/// reads them; a quote inside an unquoted field is a literal byte there as well.
+pub(crate) struct Records<'a, R> {
+    source_name: &'a str,
+    inner: R,
+    buf: Vec<u8>,
+    /// The unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    eof: bool,
+    started: bool,
+    /// LF bytes consumed so far.
+    newlines: u64,
+    /// The first record's field count.
+    expected: Option<usize>,
+    /// The prefilter, by field index.
+    want: Vec<Option<&'a [u8]>>,
+    /// Field bounds in `buf` of the record being scanned (unquoted fast path).
+    bounds: Vec<(usize, usize)>,
+    /// The current record: its unescaped field bytes, the end of each field, its line.
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    line: u64,
+}
+
+impl<'a, R: Read> Records<'a, R> {
+    pub(crate) fn new(source_name: &'a str, inner: R) -> Self {
+        Self {
+            source_name,
+            inner,
+            buf: vec![0; 2 * READ_CHUNK],
+            start: 0,
+            end: 0,
+            eof: false,
+            started: false,
+            newlines: 0,
+            expected: None,
+            want: Vec::new(),
+            bounds: Vec::with_capacity(16),
+            data: Vec::with_capacity(256),
+            ends: Vec::with_capacity(16),
+            line: 0,
+        }
+    }
+
+    /// The first record, or a schema error when the file has none.
+    pub(crate) fn headers(&mut self) -> Result<ByteRecord> {
+        if !self.next()? {
+            return Err(EtlError::SchemaError {
+                source_name: self.source_name.to_string(),
+                reason: "the file is empty (no header line)".into(),
+            });
+        }
+        let mut header = ByteRecord::new();
+        for i in 0..self.len() {
+            header.push_field(self.field(i));
+        }
+        Ok(header)
+    }
+
+    /// From now on [`next`](Self::next) returns only records whose field `i` equals `v` for
+    /// every `(i, v)` given; the others are counted and checked, never returned.
+    pub(crate) fn keep_only(&mut self, wanted: &[(usize, &'a [u8])]) {
+        self.want.clear();
+        for &(i, v) in wanted {
+            if self.want.len() <= i {
+                self.want.resize(i + 1, None);
+            }
+            self.want[i] = Some(v);
+        }
+    }
+
+    /// The line the current record starts on, as `csv::Position::line` reports it.
+    pub(crate) fn line(&self) -> u64 {
+        self.line
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Field `i` of the current record, unescaped.
+    pub(crate) fn field(&self, i: usize) -> &[u8] {
+        let from = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[from..self.ends[i]]
+    }
+
+    /// Reads the next record that passes the prefilter; `false` at the end of the input.
+    /// Every record on the way must have the first record's number of fields.
+    pub(crate) fn next(&mut self) -> Result<bool> {
+        if !self.started {
+            self.started = true;
+            while self.end < 3 && self.fill()? {}
+            if self.buf[..self.end].starts_with(b"\xEF\xBB\xBF") {
+                self.start = 3;
+            }
+        }
+        loop {
+            // The csv crate takes a record's position before it skips the blank lines (and
+            // the LF of a CRLF) in front of it.
+            let line = self.newlines + 1;
+            if !self.skip_terminators()? {
+                return Ok(false);
+            }
+            let (next, fields, keep, quoted) = loop {
+                let buf = &self.buf[..self.end];
+                let mut quoted = false;
+                let mut scan = scan_plain(buf, self.start, self.eof, &self.want, &mut self.bounds);
+                if let Scan::Quoted = scan {
+                    quoted = true;
+                    scan = scan_quoted(
+                        buf,
+                        self.start,
+                        self.eof,
+                        &self.want,
+                        &mut self.data,
+                        &mut self.ends,
+                    );
+                }
+                match scan {
+                    Scan::Done { next, fields, keep } => break (next, fields, keep, quoted),
+                    Scan::NeedMore | Scan::Quoted => {
+                        self.fill()?;
+                    }
+                }
+            };
+            let record = &self.buf[self.start..next];
+            self.newlines += if quoted {
+                memchr::memchr_iter(b'\n', record).count() as u64
+            } else {
+                u64::from(record.last() == Some(&b'\n'))
+            };
+            self.start = next;
+            match self.expected {
+                None => self.expected = Some(fields),
+                Some(expected) if expected != fields => {
+                    return Err(EtlError::DataQualityError {
+                        source_name: self.source_name.to_string(),
+                        line,
+                        column: "(row)".into(),
+                        value: format!("{fields} fields"),
+                        reason: format!("does not match the header's {expected} fields"),
+                    });
+                }
+                Some(_) => {}
+            }
+            if keep {
+                if !quoted {
+                    self.data.clear();
+                    self.ends.clear();
+                    for &(from, to) in &self.bounds {
+                        self.data.extend_from_slice(&self.buf[from..to]);
+                        self.ends.push(self.data.len());
+                    }
+                }
+                self.line = line;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Skips CR and LF bytes; `false` when the input ends first.
+    fn skip_terminators(&mut self) -> Result<bool> {
+        self.data.clear();
+        self.ends.clear();
+        loop {
+            let rest = &self.buf[self.start..self.end];
+            match rest.iter().position(|&b| b != b'\n' && b != b'\r') {
+                Some(n) => {
+                    self.newlines += memchr::memchr_iter(b'\n', &rest[..n]).count() as u64;
+                    self.start += n;
+                    return Ok(true);
+                }
+                None => {
+                    self.newlines += memchr::memchr_iter(b'\n', rest).count() as u64;
+                    self.start = self.end;
+                    if !self.fill()? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves the unread bytes to the front and reads more after them; `false` when nothing
+    /// more came (the end of the input).
+    fn fill(&mut self) -> Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < READ_CHUNK {
+            // One record longer than the buffer: grow with it, as the csv crate does.
+            let size = (2 * self.buf.len()).max(self.end + READ_CHUNK);
+            self.buf.resize(size, 0);
+        }
+        // Reads until a whole chunk has come (or the end): a record cut by the buffer's end
+        // is scanned again from its start, so small reads (a slow download) must not make
+        // that quadratic.
+        let before = self.end;
+        while self.end - before < READ_CHUNK {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(super::fetch::io_error_to_etl(self.source_name, e)),
+            }
+        }
+        Ok(self.end > before)
+    }
+}
+
+/// Does field `i` (its bytes `value`) fail the prefilter?
+#[inline(always)]
+fn unwanted(want: &[Option<&[u8]>], i: usize, value: &[u8]) -> bool {
+    matches!(want.get(i), Some(Some(v)) if *v != value)
+}
+
+/// The fast path: one record without a quote at the start of a field, from `buf[p..]`.
+/// Records the field bounds while the record can still pass the prefilter; from the first
+/// field that fails it, only counts the remaining fields ([`skip_rest`]).
+#[inline]
+fn scan_plain(
+    buf: &[u8],
+    p: usize,
+    eof: bool,
+    want: &[Option<&[u8]>],
+    bounds: &mut Vec<(usize, usize)>,
+) -> Scan {
+    bounds.clear();
+    let mut i = p;
+    let mut field_start = p;
+    loop {
+        let Some(&b) = buf.get(i) else {
+            if !eof {
+                return Scan::NeedMore;
+            }
+            // The last record of a file without a final line break.
+            let keep = !unwanted(want, bounds.len(), &buf[field_start..i]);
+            bounds.push((field_start, i));
+            return Scan::Done {
+                next: i,
+                fields: bounds.len(),
+                keep,
+            };
+        };
+        match CLASS[b as usize] {
+            PLAIN => i += 1,
+            QUOTE if i == field_start => return Scan::Quoted,
+            QUOTE => i += 1, // inside an unquoted field a quote is a plain byte
+            class => {
+                let index = bounds.len();
+                if unwanted(want, index, &buf[field_start..i]) {
+                    return skip_rest(buf, i, index + 1, eof);
+                }
+                bounds.push((field_start, i));
+                if class == TERM {
+                    return Scan::Done {
+                        next: i + 1,
+                        fields: bounds.len(),
+                        keep: true,
+                    };
+                }
+                i += 1;
+                field_start = i;
+            }
+        }
+    }
+}
+
+/// The rest of a record the prefilter rejected: `buf[i]` ends its field number `fields`
+/// (counting from one). Counts the fields that follow and finds the record's end, eight
+/// bytes at a time while none of them is a line break or a quote.
+#[inline]
+fn skip_rest(buf: &[u8], mut i: usize, mut fields: usize, eof: bool) -> Scan {
+    if buf[i] != b',' {
+        return Scan::Done {
+            next: i + 1,
+            fields,
+            keep: false,
+        };
+    }
+    i += 1;
+    fields += 1;
+    loop {
+        while let Some(word) = buf.get(i..i + 8) {
+            let x = u64::from_le_bytes(word.try_into().unwrap());
+            let commas = bytes_equal(x, b',');
+            let special = bytes_equal(x, b'\n') | bytes_equal(x, b'\r') | bytes_equal(x, b'"');
+            if special == 0 {
+                fields += commas.count_ones() as usize;
+                i += 8;
+            } else {
+                // Count the commas before the first special byte and stop on it.
+                let before = special.trailing_zeros();
+                fields += (commas & ((1u64 << before) - 1)).count_ones() as usize;
+                i += (before / 8) as usize;
+                break;
+            }
+        }
+        let Some(&b) = buf.get(i) else {
+            return if eof {
+                Scan::Done {
+                    next: i,
+                    fields,
+                    keep: false,
+                }
+            } else {
+                Scan::NeedMore
+            };
+        };
+        match CLASS[b as usize] {
+            PLAIN => i += 1,
+            COMMA => {
+                fields += 1;
+                i += 1;
+            }
+            TERM => {
+                return Scan::Done {
+                    next: i + 1,
+                    fields,
+                    keep: false,
+                };
+            }
+            // A quote that opens a field: the record needs the quoted-field parser.
+            _ if buf[i - 1] == b',' => return Scan::Quoted,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The high bit of each byte of `x` that equals `b`, and no other bit (exact: no carry
+/// crosses a byte, so there are no false positives).
+#[inline(always)]
+fn bytes_equal(x: u64, b: u8) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let y = x ^ (u64::from(b) * 0x0101_0101_0101_0101);
+    !(((y & LOW7) + LOW7) | y) & !LOW7
+}
+
+/// The full record automaton of `csv-core` for the default dialect, for records with a
+/// quoted field: writes the unescaped fields into `data`/`ends`.
+#[cold]
+fn scan_quoted(
+    buf: &[u8],
+    p: usize,
+    eof: bool,
+    want: &[Option<&[u8]>],
+    data: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+) -> Scan {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        StartField,
+        InField,
+        InQuoted,
+        /// A quote inside a quoted field: a doubled quote or the end of the quoting.
+        QuoteInQuoted,
+    }
+    data.clear();
+    ends.clear();
+    let mut state = State::StartField;
+    let mut i = p;
+    let next = loop {
+        let Some(&b) = buf.get(i) else {
+            if !eof {
+                return Scan::NeedMore;
+            }
+            ends.push(data.len());
+            break i;
+        };
+        i += 1;
+        state = match (state, b) {
+            (State::InQuoted, b'"') => State::QuoteInQuoted,
+            (State::InQuoted, _) => {
+                data.push(b);
+                State::InQuoted
+            }
+            (State::StartField, b'"') => State::InQuoted,
+            (State::QuoteInQuoted, b'"') => {
+                data.push(b'"');
+                State::InQuoted
+            }
+            (_, b',') => {
+                ends.push(data.len());
+                State::StartField
+            }
+            (_, b'\r' | b'\n') => {
+                ends.push(data.len());
+                break i;
+            }
+            _ => {
+                data.push(b);
+                State::InField
+            }
+        };
+    };
+    let mut keep = true;
+    for (index, wanted) in want.iter().enumerate() {
+        if let (Some(v), Some(&to)) = (wanted, ends.get(index)) {
+            let from = if index == 0 { 0 } else { ends[index - 1] };
+            keep &= data[from..to] == **v;
+        }
+    }
+    Scan::Done {
+        next,
+        fields: ends.len(),
+        keep,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +710,144 @@ mod tests {
                 "nyt recovered fell from 2 on 2021-06-03 to 1 on 2021-06-04",
             ]
         );
+    }
+
+    /// The records read (line, fields) and the first error, if any.
+    type ReadOutcome = (Vec<(u64, Vec<Vec<u8>>)>, Option<String>);
+
+    /// What the `csv` crate (configured as the parsers configured it) reads from `input`:
+    /// the records passing `keep`, each with its line, or the first field-count error.
+    fn csv_oracle(input: &[u8], keep: &dyn Fn(&ByteRecord) -> bool) -> ReadOutcome {
+        let mut csv = super::super::csv_reader(input);
+        let mut out = Vec::new();
+        let mut row = ByteRecord::new();
+        let mut first = true;
+        loop {
+            match super::super::next_record("jhu", &mut csv, &mut row) {
+                Ok(true) => {
+                    if first || keep(&row) {
+                        let line = row.position().unwrap().line();
+                        out.push((line, row.iter().map(<[u8]>::to_vec).collect()));
+                    }
+                    first = false;
+                }
+                Ok(false) => return (out, None),
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+    }
+
+    /// The same through [`Records`], reading `input` in pieces of at most `chunk` bytes.
+    fn records(input: &[u8], chunk: usize, wanted: &[(usize, &'static [u8])]) -> ReadOutcome {
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut rows = Records::new("jhu", Trickle(input, chunk));
+        let mut out = Vec::new();
+        let mut first = true;
+        loop {
+            match rows.next() {
+                Ok(true) => {
+                    let fields = (0..rows.len()).map(|i| rows.field(i).to_vec()).collect();
+                    out.push((rows.line(), fields));
+                    if first {
+                        rows.keep_only(wanted);
+                        first = false;
+                    }
+                }
+                Ok(false) => return (out, None),
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+    }
+
+    fn us_rows(r: &ByteRecord) -> bool {
+        r.get(1) == Some(b"US") && r.get(2) == Some(b"")
+    }
+
+    fn assert_same_as_csv(input: &[u8]) {
+        let wanted: &[(usize, &[u8])] = &[(1, b"US"), (2, b"")];
+        let expected = csv_oracle(input, &us_rows);
+        for chunk in [1, 2, 3, 7, 64, 1 << 20] {
+            assert_eq!(
+                records(input, chunk, wanted),
+                expected,
+                "filtered, chunk {chunk}, input {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        assert_eq!(
+            records(input, 5, &[]),
+            csv_oracle(input, &|_| true),
+            "unfiltered, input {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+
+    #[test]
+    fn records_match_the_csv_crate_on_edge_cases() {
+        for input in [
+            "",
+            "\n\n",
+            "a,b,c\n",
+            "a,b,c",
+            "d,c,p\n1,US,\n2,US,x\n3,\"US\",\n4,\"U\"\"S\",\n",
+            "d,c,p\r\n1,US,\r\n2,Peru,\r\n3,US,\r\n",
+            "d,c,p\r1,US,\r2,Peru,\r\r3,US,",
+            "d,c,p\n\n\n1,US,\n\r\n2,US,\n",
+            "d,c,p\n1,\"Korea, South\",\n2,US,\n",
+            "d,c,p\n1,Peru,\"a\nb\"\n2,US,\n3,\"x\r\ny\",\n4,US,\n",
+            "d,c,p\n1,US,\n2,Peru,,\n3,US,\n",
+            "d,c,p\n1,US,\n2,Peru\n",
+            "d,c,p\n1,US\n",
+            "d,c,p\n1,US,,\n",
+            "d,c,p\n1,Pe\"ru,\n2,US,x\"y\n3,US,\n",
+            "d,c,p\n1,\"Peru\"x,\n2,\"US\"\"\",\n3,\"\",\n",
+            "d,c,p\n1,US,\"\"\n2,US,\"unterminated\n3,US,\n",
+            "\u{feff}d,c,p\n1,US,\n",
+            "\u{feff}\"d\",c,p\n1,US,\n",
+            "d,c,p\n\u{feff}1,\"US\",\n",
+            "d,c,p\n1,US,\n2,US,",
+            "d,c,p\n1,Peru,",
+            "d,c,p\n1,Peru,\"",
+            "d,c,p\n,,\n,US,\n",
+        ] {
+            assert_same_as_csv(input.as_bytes());
+        }
+    }
+
+    #[test]
+    fn records_match_the_csv_crate_on_random_inputs() {
+        // A fixed xorshift stream: the same inputs on every run.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pieces: [&[u8]; 10] = [
+            b"US", b",", b"\"", b"\n", b"\r", b"\r\n", b"x", b"U", b",,", b"1",
+        ];
+        for _ in 0..4000 {
+            let mut input = b"d,c,p\n".to_vec();
+            for _ in 0..next() % 40 {
+                input.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            assert_same_as_csv(&input);
+        }
+    }
+
+    #[test]
+    fn a_record_longer_than_the_buffer_grows_it() {
+        let long = "x".repeat(3 * READ_CHUNK);
+        let input = format!("d,c,p\n1,\"{long}\",\n2,US,\n3,{long},\n4,US,\n");
+        assert_same_as_csv(input.as_bytes());
     }
 }
