@@ -469,3 +469,26 @@ fn a_task_that_overruns_its_timeout_fails_with_states_timeout() {
         "covid-etl FAILED in Extract: States.Timeout"
     );
 }
+
+#[test]
+fn a_missing_file_is_source_unavailable_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let (run, code) = run_json(
+        &db,
+        &[
+            "--nyt",
+            "/nonexistent/us.csv",
+            "--jhu",
+            &fixture("jhu/combined.csv"),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(run["failedState"], "ExtractNyt");
+    assert_eq!(run["error"], "SourceUnavailable");
+    let cause = run["cause"].as_str().unwrap();
+    assert!(
+        cause.starts_with("nyt unavailable at /nonexistent/us.csv: "),
+        "{cause}"
+    );
+}

@@ -85,7 +85,6 @@ pub(super) async fn fetch_and_parse(
     http: &HttpConfig,
     validators: Option<&Fingerprint>,
 ) -> Result<Fetched> {
-    let name = kind.name();
     let located = |e: EtlError| match e {
         EtlError::SourceUnavailable {
             source_name,
@@ -99,26 +98,52 @@ pub(super) async fn fetch_and_parse(
         other => other,
     };
     match location {
-        Location::Path(path) => {
-            let path = path.clone();
-            blocking(move || {
-                let file = std::fs::File::open(&path).map_err(|e| unavailable(name, e))?;
-                parse_hashed(kind, io::BufReader::with_capacity(256 * 1024, file))
-            })
-            .await
-            .map(|(sha256, series)| {
-                Fetched::Parsed(
-                    Fingerprint {
-                        sha256,
-                        ..Fingerprint::default()
-                    },
-                    series,
-                )
-            })
-        }
+        Location::Path(path) => read_file(kind, path.clone()).await,
         Location::Url(url) => download(kind, url, http, validators).await,
     }
     .map_err(located)
+}
+
+/// A local file: one thread reads and hashes, another parses, so SHA-256 and parsing overlap.
+async fn read_file(kind: SourceKind, path: PathBuf) -> Result<Fetched> {
+    let name = kind.name();
+    let (tx, parsed) = parse_from_channel(kind);
+    let read = blocking(move || {
+        let mut hasher = Sha256::new();
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                // Through the channel, so the parser reports it (not "empty file").
+                let _ = tx.blocking_send(Err(io::Error::other(unavailable(name, e))));
+                return Ok(String::new());
+            }
+        };
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let item = match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    hasher.update(&chunk);
+                    Ok(bytes::Bytes::from(chunk))
+                }
+                Err(e) => Err(io::Error::other(unavailable(name, e))),
+            };
+            let stop = item.is_err();
+            if tx.blocking_send(item).is_err() || stop {
+                break; // the parser stopped early (bad data) or reading failed
+            }
+        }
+        Ok(hex::encode(hasher.finalize()))
+    });
+    let (series, sha256) = futures::future::try_join(parsed, read).await?;
+    Ok(Fetched::Parsed(
+        Fingerprint {
+            sha256,
+            ..Fingerprint::default()
+        },
+        series,
+    ))
 }
 
 async fn download(
@@ -178,25 +203,18 @@ async fn download(
     let last_modified = header(reqwest::header::LAST_MODIFIED);
 
     // The parser runs on a blocking thread and pulls chunks as the network delivers them, so
-    // neither the body nor the rows of other countries are ever held in memory at once.
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(8);
-    let parser = blocking(move || {
-        parse_hashed(
-            kind,
-            ChannelReader {
-                rx,
-                current: Default::default(),
-                offset: 0,
-            },
-        )
-    });
+    // neither the body nor the rows of other countries are ever held in memory at once; the
+    // chunks are hashed here, on the way.
+    let (tx, parser) = parse_from_channel(kind);
     let max = http.max_body_bytes;
     let pump = async move {
         let mut total = 0u64;
+        let mut hasher = Sha256::new();
         loop {
             let item = match response.chunk().await {
                 Ok(Some(chunk)) => {
                     total += chunk.len() as u64;
+                    hasher.update(&chunk);
                     if total > max {
                         Err(io::Error::other(too_big(name, max)))
                     } else {
@@ -211,12 +229,9 @@ async fn download(
                 break; // the parser stopped early (bad data) or we hit an error
             }
         }
+        hex::encode(hasher.finalize())
     };
-    let ((sha256, series), ()) = futures::future::try_join(parser, async {
-        pump.await;
-        Ok(())
-    })
-    .await?;
+    let (series, sha256) = futures::future::try_join(parser, async { Ok(pump.await) }).await?;
     Ok(Fetched::Parsed(
         Fingerprint {
             sha256,
@@ -227,29 +242,25 @@ async fn download(
     ))
 }
 
-/// Parses while hashing every byte read, then drains what the parser left so the hash covers
-/// the whole body.
-fn parse_hashed(kind: SourceKind, reader: impl Read) -> Result<(String, SourceSeries)> {
-    let mut hashing = HashingReader {
-        inner: reader,
-        hasher: Sha256::new(),
-    };
-    let series = kind.parse(&mut hashing)?;
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| io_error_to_etl(kind.name(), e))?;
-    Ok((hex::encode(hashing.hasher.finalize()), series))
-}
+/// Bytes per chunk handed from the reader or the download to the parser.
+const CHUNK: usize = 256 * 1024;
 
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
+type ChunkSender = tokio::sync::mpsc::Sender<io::Result<bytes::Bytes>>;
 
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
+/// Starts the parser on a blocking thread, reading the chunks sent to the returned sender
+/// (a few chunks are buffered: memory stays flat whatever the file's size).
+fn parse_from_channel(
+    kind: SourceKind,
+) -> (ChunkSender, impl Future<Output = Result<SourceSeries>>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let parser = blocking(move || {
+        kind.parse(ChannelReader {
+            rx,
+            current: Default::default(),
+            offset: 0,
+        })
+    });
+    (tx, parser)
 }
 
 /// A blocking `Read` over the chunks the download task sends.
