@@ -60,7 +60,7 @@ for l in "${LAMBDAS[@]}"; do pkg_args+=(--package "$l"); done
 echo "build-lambdas: building ${LAMBDAS[*]} for $ARCH ($TRIPLE) into $LAMBDA_DIR"
 rm -f "$LAMBDA_DIR/build.json"
 start=$(date +%s)
-cargo lambda build --release --locked --output-format zip "$ARCH_FLAG" \
+cargo lambda build --profile lambda --locked --output-format zip "$ARCH_FLAG" \
   --lambda-dir "$LAMBDA_DIR" "${pkg_args[@]}"
 end=$(date +%s)
 

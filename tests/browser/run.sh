@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 say() { echo "browser-test: $*"; }
 die() { echo "browser-test: $*" >&2; exit 1; }
 
-bin="${COVID_ETL_BIN:-target/debug/covid-etl}"
+bin="${COVID_ETL_BIN:-${CARGO_TARGET_DIR:-target}/debug/covid-etl}"
 [ -x "$bin" ] || die "$bin not found: build it first (cargo build --bin covid-etl)"
 
 # The Debian version this test was written against. Debian replaces it on security updates,
