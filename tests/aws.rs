@@ -666,6 +666,62 @@ async fn deployed_definition_falls_back_to_a_direct_sns_publish() {
 // ---------------------------------------------------------------------------------------
 // What moto cannot show, against the SDK's test doubles.
 
+/// DynamoDB cost on the full real series (issue 9), counted by the server: a first load,
+/// a daily update that brings one new day (and JHU's revision of the day before), and an
+/// unchanged rerun, against one PutItem per row.
+#[tokio::test]
+async fn real_series_costs_a_request_per_25_rows_and_nothing_when_unchanged() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if !data.join("nyt/us.2022-04-19.csv").exists() {
+        eprintln!(
+            "skipped: {} is absent (real snapshots live beside the project)",
+            data.display()
+        );
+        return;
+    }
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let config = moto.sdk_config().await;
+    create_table(&aws_sdk_dynamodb::Client::new(&config), "real").await;
+    let store = DynamoStore::from_conf(&config, "real");
+    let notifier = covid_etl::notify::MemoryNotifier::default();
+    let nyt = data.join("nyt/us.2022-04-19.csv");
+    let jhu = |day: &str| data.join(format!("jhu/time-series-19-covid-combined.{day}.csv"));
+
+    moto.record().await;
+    let (merged, first, _) = run_chain(&nyt, &jhu("2021-03-16"), &store, &notifier).await;
+    let rows = merged.records.len();
+    let requests = moto.count_target(BATCH_WRITE).await;
+    assert_eq!(requests, rows.div_ceil(25));
+    assert_eq!(first.write_units, rows as u64, "every item is under 1 KB");
+    assert!(
+        rows / requests >= 20,
+        "{rows} PutItem requests vs {requests} batches"
+    );
+    eprintln!(
+        "first load: {rows} rows, {requests} BatchWriteItem, {} WCU",
+        first.write_units
+    );
+
+    moto.record().await;
+    let (_, daily, _) = run_chain(&nyt, &jhu("2021-03-17"), &store, &notifier).await;
+    assert_eq!(daily.counts.inserted, 1, "one new day");
+    assert_eq!(moto.count_target(BATCH_WRITE).await, 1);
+    eprintln!(
+        "daily update: {} inserted, {} updated, 1 BatchWriteItem, {} WCU",
+        daily.counts.inserted, daily.counts.updated, daily.write_units
+    );
+
+    moto.record().await;
+    let (_, unchanged, _) = run_chain(&nyt, &jhu("2021-03-17"), &store, &notifier).await;
+    assert_eq!(
+        (unchanged.counts.inserted, unchanged.counts.updated),
+        (0, 0)
+    );
+    assert_eq!(moto.count_target(BATCH_WRITE).await, 0);
+}
+
 /// The `covid-etl` binary against the local AWS server: the local engine writing to
 /// DynamoDB and SNS (the operator's backfill), then the Step Functions commands.
 #[tokio::test]
