@@ -119,11 +119,11 @@ async fn read_file(kind: SourceKind, path: PathBuf) -> Result<Fetched> {
             }
         };
         loop {
-            let mut chunk = vec![0u8; CHUNK];
-            let item = match file.read(&mut chunk) {
+            // `read_to_end` into spare capacity: the chunk is never zeroed first.
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let item = match (&mut file).take(CHUNK as u64).read_to_end(&mut chunk) {
                 Ok(0) => break,
-                Ok(n) => {
-                    chunk.truncate(n);
+                Ok(_) => {
                     hasher.update(&chunk);
                     Ok(bytes::Bytes::from(chunk))
                 }
@@ -248,11 +248,11 @@ const CHUNK: usize = 256 * 1024;
 type ChunkSender = tokio::sync::mpsc::Sender<io::Result<bytes::Bytes>>;
 
 /// Starts the parser on a blocking thread, reading the chunks sent to the returned sender
-/// (a few chunks are buffered: memory stays flat whatever the file's size).
+/// (at most four chunks wait: memory stays flat whatever the file's size).
 fn parse_from_channel(
     kind: SourceKind,
 ) -> (ChunkSender, impl Future<Output = Result<SourceSeries>>) {
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     let parser = blocking(move || {
         kind.parse(ChannelReader {
             rx,
