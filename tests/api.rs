@@ -7,9 +7,6 @@
 #[path = "common/moto.rs"]
 mod moto;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use chrono::{Datelike, NaiveDate};
 use covid_etl::DailyRecord;
 use covid_etl::api::{self, ExecutionSource, LedgerExecutions};
@@ -601,28 +598,7 @@ async fn the_same_router_serves_the_series_from_dynamodb_on_moto() {
     };
     let started = Instant::now();
     let config = moto.sdk_config().await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    client
-        .create_table()
-        .table_name("covid-api")
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("date")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("date")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    moto.create_table(&config, "covid-api").await;
     let store = Arc::new(DynamoStore::from_conf(&config, "covid-api"));
     let expected = expected_series();
     store.write(&expected).await.unwrap();

@@ -8,10 +8,7 @@
 #[path = "common/moto.rs"]
 mod moto;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use covid_etl::aws::sfn;
 use covid_etl::extract::SourceKind;
 use covid_etl::notify::{Notifier, SnsNotifier};
@@ -113,30 +110,6 @@ async fn run_chain(
     (merged, load, response)
 }
 
-async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    client
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("date")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("date")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
-}
-
 async fn create_topic(config: &aws_config::SdkConfig, name: &str) -> String {
     aws_sdk_sns::Client::new(config)
         .create_topic()
@@ -161,7 +134,7 @@ async fn pipeline_loads_dynamodb_notifies_sns_and_counts_requests_server_side() 
     let began = Instant::now();
     let config = moto.sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&config);
-    create_table(&ddb, "covid").await;
+    moto.create_table(&config, "covid").await;
     let topic = create_topic(&config, "covid-etl-alerts").await;
     let store = DynamoStore::from_conf(&config, "covid");
     let notifier = SnsNotifier::from_conf(&config, &topic);
@@ -683,7 +656,7 @@ async fn real_series_costs_a_request_per_25_rows_and_nothing_when_unchanged() {
         return;
     };
     let config = moto.sdk_config().await;
-    create_table(&aws_sdk_dynamodb::Client::new(&config), "real").await;
+    moto.create_table(&config, "real").await;
     let store = DynamoStore::from_conf(&config, "real");
     let notifier = covid_etl::notify::MemoryNotifier::default();
     let nyt = data.join("nyt/us.2022-04-19.csv");
@@ -730,7 +703,7 @@ async fn the_cli_loads_dynamodb_and_operates_a_deployed_state_machine() {
         return;
     };
     let config = moto.sdk_config().await;
-    create_table(&aws_sdk_dynamodb::Client::new(&config), "cli-table").await;
+    moto.create_table(&config, "cli-table").await;
     let topic = create_topic(&config, "cli-alerts").await;
     let machine = create_state_machine(&config, "covid-etl-cli", &topic).await;
     let dir = tempfile::tempdir().unwrap();
