@@ -22,6 +22,19 @@ pub enum RunOutcome {
     Aborted,
 }
 
+impl RunOutcome {
+    /// The name as Step Functions and the notifications spell it (the serde form).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Succeeded => "SUCCEEDED",
+            Self::NoNewData => "NO_NEW_DATA",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Aborted => "ABORTED",
+        }
+    }
+}
+
 /// One execution's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,4 +86,17 @@ pub trait RunLedger: Send + Sync {
 
     /// The newest runs first.
     async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_names_are_their_serde_names() {
+        use RunOutcome::*;
+        for outcome in [Succeeded, NoNewData, Failed, TimedOut, Aborted] {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.name());
+        }
+    }
 }

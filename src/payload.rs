@@ -111,14 +111,19 @@ pub struct ErrorInfo {
     pub cause: String,
 }
 
+/// What a Step Functions `Cause` says in words: a Lambda failure's Cause is a JSON document
+/// whose `errorMessage` is what the function said; other causes are plain text.
+pub fn cause_message(cause: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(cause)
+        .ok()
+        .and_then(|v| v.get("errorMessage")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| cause.to_string())
+}
+
 impl ErrorInfo {
-    /// The human message: a Lambda failure's Cause is a JSON document whose `errorMessage` is
-    /// what the function said; other causes are plain text.
+    /// The human message of the Cause ([`cause_message`]).
     pub fn message(&self) -> String {
-        serde_json::from_str::<serde_json::Value>(&self.cause)
-            .ok()
-            .and_then(|v| v.get("errorMessage")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| self.cause.clone())
+        cause_message(&self.cause)
     }
 
     /// The Cause a Lambda function reports for `e`, exactly as Step Functions passes it on.

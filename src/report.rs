@@ -2,6 +2,7 @@
 //! renders a local execution and one fetched from AWS Step Functions.
 
 use crate::engine::{EventKind, HistoryEvent};
+use crate::payload::cause_message;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -67,13 +68,7 @@ pub fn steps(events: &[HistoryEvent], finished: bool) -> Vec<StepView> {
             EventKind::TaskScheduled => step.attempts += 1,
             EventKind::TaskFailed | EventKind::TaskTimedOut | EventKind::ParallelStateFailed => {
                 step.error = text(&event.details, "error");
-                step.cause = text(&event.details, "cause").map(|c| {
-                    crate::payload::ErrorInfo {
-                        error: String::new(),
-                        cause: c,
-                    }
-                    .message()
-                });
+                step.cause = text(&event.details, "cause").map(|c| cause_message(&c));
                 step.status = "FAILED".into();
             }
             EventKind::TaskSucceeded => {
@@ -145,13 +140,9 @@ pub fn last_failure(events: &[HistoryEvent]) -> LastFailure {
     LastFailure {
         state: failing.and_then(|e| e.state_name.clone()).or(last_entered),
         error: failing.and_then(|e| text(&e.details, "error")),
-        cause: failing.and_then(|e| text(&e.details, "cause")).map(|c| {
-            crate::payload::ErrorInfo {
-                error: String::new(),
-                cause: c,
-            }
-            .message()
-        }),
+        cause: failing
+            .and_then(|e| text(&e.details, "cause"))
+            .map(|c| cause_message(&c)),
     }
 }
 

@@ -313,10 +313,10 @@ pub fn compose(r: &NotifyRequest) -> Notification {
     };
     let mut lines = Vec::new();
     let mut attributes = BTreeMap::new();
+    attributes.insert("status".into(), r.status.name().into());
     let subject;
     match r.status {
         RunOutcome::Succeeded => {
-            attributes.insert("status".into(), "SUCCEEDED".into());
             let load = r.load.clone().unwrap_or_default();
             let c = load.counts;
             subject = format!(
@@ -371,19 +371,13 @@ pub fn compose(r: &NotifyRequest) -> Notification {
             }
         }
         RunOutcome::NoNewData => {
-            attributes.insert("status".into(), "NO_NEW_DATA".into());
             subject = "covid-etl NO_NEW_DATA: sources unchanged since the last load".to_string();
             lines.push(format!(
                 "{who} found no new data: neither source changed since the last successful load, so nothing was merged or written."
             ));
         }
         RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Aborted => {
-            let status = match r.status {
-                RunOutcome::TimedOut => "TIMED_OUT",
-                RunOutcome::Aborted => "ABORTED",
-                _ => "FAILED",
-            };
-            attributes.insert("status".into(), status.into());
+            let status = r.status.name();
             let state = r.failed_state.clone().unwrap_or_else(|| "unknown".into());
             attributes.insert("failedState".into(), state.clone());
             let (error, message) = r

@@ -300,13 +300,7 @@ impl LocalRunner<'_> {
         .into();
         record.output = outcome.output;
         record.error = outcome.error;
-        record.cause = outcome.cause.map(|c| {
-            ErrorInfo {
-                error: String::new(),
-                cause: c,
-            }
-            .message()
-        });
+        record.cause = outcome.cause.as_deref().map(crate::payload::cause_message);
         record.failed_state = outcome.failed_state;
         record.redrive_from = outcome.redrive_from;
         self.db.finish_execution(record, &tee.keep.events())

@@ -113,10 +113,7 @@ impl From<RunRecord> for ExecutionSummary {
             .ok()
             .zip(r.duration_ms)
             .map(|(start, ms)| (start + chrono::Duration::milliseconds(ms)).to_rfc3339());
-        let status = serde_json::to_value(r.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let status = r.status.name().to_string();
         ExecutionSummary {
             id: r.execution_id,
             name: r.execution_name,

@@ -102,11 +102,7 @@ impl HistorySink for Progress {
             }
             EventKind::TaskFailed | EventKind::TaskTimedOut => {
                 self.failed.lock().unwrap().insert(name.to_string());
-                let cause = covid_etl::payload::ErrorInfo {
-                    error: String::new(),
-                    cause: detail("cause"),
-                }
-                .message();
+                let cause = covid_etl::payload::cause_message(&detail("cause"));
                 format!("  fail  {name}: {}: {cause}", detail("error"))
             }
             EventKind::FailStateEntered => format!("  end   {name}"),
@@ -332,12 +328,7 @@ pub(crate) async fn executions(db: &DbArg, limit: u32, as_json: bool) -> Result<
     );
     for e in list {
         let run = runs.get(&e.id);
-        let outcome = run.map_or(String::new(), |r| {
-            serde_json::to_value(r.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        });
+        let outcome = run.map_or("", |r| r.status.name());
         let count = |f: fn(&covid_etl::diff::LoadCounts) -> u64| {
             run.and_then(|r| r.load.as_ref())
                 .map_or(String::new(), |l| f(l).to_string())

@@ -75,12 +75,9 @@ pub(crate) async fn execution(aws: &AwsArgs, arn: &str, as_json: bool) -> Result
     }
     println!("{}  {}  started {}", d.name, d.status, d.start.to_rfc3339());
     print!("{}", report::table(&steps));
-    if let (Some(error), cause) = (&d.error, &d.cause) {
-        let cause = covid_etl::payload::ErrorInfo {
-            error: error.clone(),
-            cause: cause.clone().unwrap_or_default(),
-        };
-        println!("{} : {error}: {}", d.status, cause.message());
+    if let Some(error) = &d.error {
+        let cause = covid_etl::payload::cause_message(d.cause.as_deref().unwrap_or_default());
+        println!("{} : {error}: {cause}", d.status);
     }
     Ok(())
 }
