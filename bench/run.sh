@@ -115,7 +115,7 @@ for size in real big; do
   # Peak RSS of each process, from GNU time as the direct parent (never a Python parent,
   # whose pages a forked child would count).
   : >"$OUT/rss.$size.tsv"
-  rss_rounds=$([[ $size == real && $SMOKE == 0 ]] && echo 3 || echo 1)
+  if ((SMOKE)); then rss_rounds=1; elif [[ $size == real ]]; then rss_rounds=11; else rss_rounds=3; fi
   for ((r = 1; r <= rss_rounds; r++)); do
     for line in "${cmds[@]}"; do
       name=${line%%$'\t'*} cmd=${line#*$'\t'}

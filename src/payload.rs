@@ -1,6 +1,6 @@
 //! The JSON documents that travel between states: each step's input and output. Field names
 //! are camelCase and stable (the state machine's paths refer to them); records use the compact
-//! array form of [`DailyRecord`] so the whole series stays far below the 256 KiB state limit.
+//! one-line form of [`DailyRecord`] so the whole series stays far below the 256 KiB state limit.
 
 use crate::diff::LoadCounts;
 use crate::error::EtlError;

@@ -151,28 +151,103 @@ fn text(details: &Value, key: &str) -> Option<String> {
 }
 
 /// A one-line summary of a state's output: sizes of arrays, short scalars, nested keys.
-pub fn summarize(value: &Value) -> String {
-    fn one(v: &Value) -> String {
-        match v {
-            Value::Array(a) => format!("[{}]", a.len()),
-            Value::Object(o) => format!("{{{}}}", o.keys().cloned().collect::<Vec<_>>().join(",")),
-            Value::String(s) if s.len() > 24 => format!("\"{}…\"", &s[..s.floor_char_boundary(24)]),
-            other => other.to_string(),
-        }
+/// History events carry payloads as JSON text, as AWS does (events stored by earlier
+/// versions hold the value itself); the text is read two levels deep, never built as a tree.
+pub fn summarize(output: &Value) -> String {
+    let outline: Option<Outline> = match output {
+        Value::String(text) => serde_json::from_str(text).ok(),
+        _ => None,
     }
-    let s = match value {
-        Value::Object(o) => o
+    .or_else(|| serde_json::from_str(&output.to_string()).ok());
+    let s = match outline {
+        Some(Node::Object(fields)) => fields
             .iter()
-            .map(|(k, v)| format!("{k}={}", one(v)))
+            .map(|(k, v)| format!("{k}={}", v.one()))
             .collect::<Vec<_>>()
             .join(" "),
-        Value::Array(a) => a.iter().map(one).collect::<Vec<_>>().join(" "),
-        other => one(other),
+        Some(Node::Array(items)) => items.iter().map(Brief::one).collect::<Vec<_>>().join(" "),
+        Some(Node::Scalar(v)) => Brief::Scalar(v).one(),
+        None => String::new(),
     };
     if s.chars().count() > 100 {
         format!("{}…", s.chars().take(99).collect::<String>())
     } else {
         s
+    }
+}
+
+/// A JSON value with its members read as `M`: skipped with `IgnoredAny` (only an array's
+/// length and an object's keys are kept), or as a further `Node`.
+enum Node<M> {
+    Object(Vec<(String, M)>),
+    Array(Vec<M>),
+    Scalar(Value),
+}
+
+/// A member as [`summarize`] shows it.
+type Brief = Node<serde::de::IgnoredAny>;
+/// A document as [`summarize`] shows it: its top level and a [`Brief`] of each member.
+type Outline = Node<Brief>;
+
+impl Brief {
+    fn one(&self) -> String {
+        match self {
+            Self::Array(items) => format!("[{}]", items.len()),
+            Self::Object(fields) => {
+                let keys: Vec<_> = fields.iter().map(|(k, _)| k.as_str()).collect();
+                format!("{{{}}}", keys.join(","))
+            }
+            Self::Scalar(Value::String(s)) if s.len() > 24 => {
+                format!("\"{}…\"", &s[..s.floor_char_boundary(24)])
+            }
+            Self::Scalar(other) => other.to_string(),
+        }
+    }
+}
+
+impl<'de, M: serde::Deserialize<'de>> serde::Deserialize<'de> for Node<M> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{MapAccess, SeqAccess, Visitor};
+        struct V<M>(std::marker::PhantomData<M>);
+        impl<'de, M: serde::Deserialize<'de>> Visitor<'de> for V<M> {
+            type Value = Node<M>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Node<M>, E> {
+                Ok(Node::Scalar(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Node<M>, E> {
+                Ok(Node::Scalar(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Node<M>, E> {
+                Ok(Node::Scalar(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Node<M>, E> {
+                Ok(Node::Scalar(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Node<M>, E> {
+                Ok(Node::Scalar(Value::from(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Node<M>, E> {
+                Ok(Node::Scalar(Value::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<M>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Node::Array(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<M>, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(field) = map.next_entry()? {
+                    fields.push(field);
+                }
+                Ok(Node::Object(fields))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -200,4 +275,29 @@ pub fn table(steps: &[StepView]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Payloads as JSON text (how events carry them) and as values (events stored by earlier
+    /// versions) summarize the same way.
+    #[test]
+    fn summaries_show_sizes_keys_and_short_scalars() {
+        let output = json!({
+            "records": ["2020-01-22,1,0", "2020-01-23,2,0"],
+            "load": {"inserted": 2, "updated": 0},
+            "status": "SUCCEEDED",
+            "note": "a string longer than twenty-four bytes",
+            "count": 7,
+        });
+        let expected = "records=[2] load={inserted,updated} status=\"SUCCEEDED\" \
+                        note=\"a string longer than twe…\" count=7";
+        assert_eq!(summarize(&Value::String(output.to_string())), expected);
+        assert_eq!(summarize(&output), expected);
+        assert_eq!(summarize(&Value::String("[1,{\"a\":1}]".into())), "1 {a}");
+        assert_eq!(summarize(&Value::String("not json".into())), "\"not json\"");
+    }
 }

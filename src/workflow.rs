@@ -208,27 +208,19 @@ impl LocalRunner<'_> {
             )
         });
         let input = to_value(options)?;
-        let mut record = ExecutionRecord {
-            id: format!("arn:local:states:::execution:covid-etl:{name}"),
+        let mut record = ExecutionRecord::running(
+            format!("arn:local:states:::execution:covid-etl:{name}"),
             name,
-            started_at: stamp(now),
-            finished_at: None,
-            status: "RUNNING".into(),
-            input: input.clone(),
-            output: None,
-            error: None,
-            cause: None,
-            failed_state: None,
-            redrive_from: None,
-            redrive_count: 0,
-        };
+            stamp(now),
+            input.clone(),
+        );
         self.db.insert_execution(&record)?;
         let tee = self.tee();
         let outcome = self
             .executor(&machine, &tee)
             .start(&record.id, &record.name, input)
             .await;
-        self.finish(&mut record, outcome, &tee)?;
+        self.finish(&mut record, outcome, tee)?;
         Ok(record)
     }
 
@@ -269,7 +261,7 @@ impl LocalRunner<'_> {
                 record.input.clone(),
             )
             .await;
-        self.finish(&mut record, outcome, &tee)?;
+        self.finish(&mut record, outcome, tee)?;
         Ok(record)
     }
 
@@ -289,7 +281,7 @@ impl LocalRunner<'_> {
         &self,
         record: &mut ExecutionRecord,
         outcome: ExecutionOutcome,
-        tee: &Tee<'_>,
+        tee: Tee<'_>,
     ) -> Result<()> {
         record.finished_at = Some(stamp(self.clock.now()));
         record.status = match outcome.status {
@@ -303,7 +295,7 @@ impl LocalRunner<'_> {
         record.cause = outcome.cause.as_deref().map(crate::payload::cause_message);
         record.failed_state = outcome.failed_state;
         record.redrive_from = outcome.redrive_from;
-        self.db.finish_execution(record, &tee.keep.events())
+        self.db.finish_execution(record, &tee.keep.into_events())
     }
 }
 

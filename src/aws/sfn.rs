@@ -8,7 +8,8 @@
 //! so one renderer shows both:
 //! `{"id", "previousEventId", "timestamp" (RFC 3339), "type", "stateName", "details"}` where
 //! `details` flattens AWS's `…EventDetails` (`input`, `output`, `error`, `cause`, `resource`,
-//! `resourceType`, `parameters`, …) with JSON payloads parsed instead of JSON-in-a-string.
+//! `resourceType`, `parameters`, …), payloads kept as the JSON text AWS gives (the local
+//! engine records them the same way).
 
 use crate::aws::sdk_error_text;
 use crate::error::{EtlError, Result};
@@ -58,7 +59,7 @@ fn time(t: &aws_sdk_sfn::primitives::DateTime) -> DateTime<Utc> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default()
 }
 
-/// A JSON payload from a history event or a description: parsed when it is JSON, else the text.
+/// A JSON payload of a description: parsed when it is JSON, else the text.
 fn payload(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
@@ -239,15 +240,14 @@ pub fn event_json(e: &HistoryEvent) -> Value {
         }
     };
     let text = |s: Option<&str>| s.map(|s| Value::String(s.to_string()));
-    let data = |s: Option<&str>| s.map(payload);
     let nonempty = |s: &str| (!s.is_empty()).then(|| Value::String(s.to_string()));
 
     if let Some(x) = e.execution_started_event_details() {
-        put("input", data(x.input()));
+        put("input", text(x.input()));
         put("roleArn", text(x.role_arn()));
     }
     if let Some(x) = e.execution_succeeded_event_details() {
-        put("output", data(x.output()));
+        put("output", text(x.output()));
     }
     if let Some(x) = e.execution_failed_event_details() {
         put("error", text(x.error()));
@@ -266,11 +266,11 @@ pub fn event_json(e: &HistoryEvent) -> Value {
     }
     if let Some(x) = e.state_entered_event_details() {
         state_name = Some(x.name().to_string());
-        put("input", data(x.input()));
+        put("input", text(x.input()));
     }
     if let Some(x) = e.state_exited_event_details() {
         state_name = Some(x.name().to_string());
-        put("output", data(x.output()));
+        put("output", text(x.output()));
     }
     if let Some(x) = e.task_scheduled_event_details() {
         put("resourceType", nonempty(x.resource_type()));
@@ -278,7 +278,7 @@ pub fn event_json(e: &HistoryEvent) -> Value {
         put("region", nonempty(x.region()));
         put(
             "parameters",
-            (!x.parameters().is_empty()).then(|| payload(x.parameters())),
+            text(Some(x.parameters()).filter(|p| !p.is_empty())),
         );
         put("timeoutInSeconds", x.timeout_in_seconds().map(Value::from));
     }
@@ -289,12 +289,12 @@ pub fn event_json(e: &HistoryEvent) -> Value {
     if let Some(x) = e.task_submitted_event_details() {
         put("resourceType", nonempty(x.resource_type()));
         put("resource", nonempty(x.resource()));
-        put("output", data(x.output()));
+        put("output", text(x.output()));
     }
     if let Some(x) = e.task_succeeded_event_details() {
         put("resourceType", nonempty(x.resource_type()));
         put("resource", nonempty(x.resource()));
-        put("output", data(x.output()));
+        put("output", text(x.output()));
     }
     macro_rules! failure {
         ($($getter:ident),* $(,)?) => {$(
@@ -332,21 +332,21 @@ pub fn event_json(e: &HistoryEvent) -> Value {
     if let Some(x) = e.lambda_function_scheduled_event_details() {
         put("resourceType", Some(json!("lambda")));
         put("resource", nonempty(x.resource()));
-        put("input", data(x.input()));
+        put("input", text(x.input()));
         put("timeoutInSeconds", x.timeout_in_seconds().map(Value::from));
     }
     if let Some(x) = e.lambda_function_succeeded_event_details() {
-        put("output", data(x.output()));
+        put("output", text(x.output()));
     }
     if let Some(x) = e.activity_scheduled_event_details() {
         put("resource", nonempty(x.resource()));
-        put("input", data(x.input()));
+        put("input", text(x.input()));
     }
     if let Some(x) = e.activity_started_event_details() {
         put("workerName", text(x.worker_name()));
     }
     if let Some(x) = e.activity_succeeded_event_details() {
-        put("output", data(x.output()));
+        put("output", text(x.output()));
     }
     if let Some(x) = e.map_state_started_event_details() {
         put("length", Some(Value::from(x.length())));

@@ -48,11 +48,24 @@ impl Failure {
 /// What a state hands to the next one.
 struct Step {
     output: Value,
+    /// `output` as JSON text, when the state already serialized it (to check its size).
+    text: Option<String>,
     next: Option<String>,
 }
 
-/// A top-level state and the raw input it was entered with: where a redrive restarts.
-type Entry = Option<(String, Value)>;
+impl Step {
+    fn to(next: Option<String>, output: Value) -> Self {
+        Self {
+            output,
+            text: None,
+            next,
+        }
+    }
+}
+
+/// A top-level state and the raw input it was entered with (as JSON text, parsed only if
+/// the execution fails): where a redrive restarts.
+type Entry = Option<(String, String)>;
 
 /// Per-execution bookkeeping shared by all branches.
 struct Run<'r> {
@@ -75,30 +88,28 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Counts serialized bytes without building the string.
-struct ByteCounter(usize);
+/// A payload as history events carry it: JSON text, as in AWS's `…EventDetails`. Each
+/// payload is serialized once and the text serves the size check and every event that
+/// shows it (a state's output is the next state's input).
+fn to_text(value: &Value) -> String {
+    serde_json::to_string(value).expect("serializing a JSON value cannot fail")
+}
 
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// History event details with one payload field.
+fn with_payload(key: &str, text: String) -> Value {
+    let mut details = Map::new();
+    details.insert(key.to_owned(), Value::String(text));
+    Value::Object(details)
 }
 
 /// Enforces AWS's 256 KiB payload quota, raising `States.DataLimitExceeded`.
-fn check_size(value: &Value, state: Option<&str>, what: &str) -> Result<(), Failure> {
-    let mut counter = ByteCounter(0);
-    serde_json::to_writer(&mut counter, value).expect("serializing a JSON value cannot fail");
-    if counter.0 <= PAYLOAD_LIMIT_BYTES {
+fn check_size(text: &str, state: Option<&str>, what: &str) -> Result<(), Failure> {
+    if text.len() <= PAYLOAD_LIMIT_BYTES {
         return Ok(());
     }
     let cause = format!(
         "the {what} is {} bytes, over the {PAYLOAD_LIMIT_BYTES}-byte limit",
-        counter.0
+        text.len()
     );
     Err(Failure {
         error: TaskError::new(DATA_LIMIT_EXCEEDED, cause),
@@ -198,7 +209,8 @@ impl<'a> Executor<'a> {
             first_catch: Mutex::new(None),
         };
         let flow = Flow::after(0);
-        let mut details = json!({"input": input});
+        let input_text = to_text(&input);
+        let mut details = with_payload("input", input_text.clone());
         if first == EventKind::ExecutionRedriven {
             details["redriveFrom"] = json!(start);
         }
@@ -212,8 +224,8 @@ impl<'a> Executor<'a> {
                     state: None,
                 });
             }
-            check_size(&input, None, "execution input")?;
-            run.run_graph(&self.machine.graph, start, input, &flow, true)
+            check_size(&input_text, None, "execution input")?;
+            run.run_graph(&self.machine.graph, start, input, input_text, &flow, true)
                 .await
         };
         let result = match self.machine.timeout {
@@ -247,7 +259,7 @@ impl Run<'_> {
                     flow,
                     EventKind::ExecutionSucceeded,
                     None,
-                    json!({"output": output}),
+                    with_payload("output", to_text(&output)),
                 );
                 outcome.output = Some(output);
                 return outcome;
@@ -276,10 +288,15 @@ impl Run<'_> {
         let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
         outcome.error = non_empty(failure.error.error);
         outcome.cause = non_empty(failure.error.cause);
-        (outcome.failed_state, outcome.redrive_from) = match first_catch {
+        let top;
+        (outcome.failed_state, top) = match first_catch {
             Some((state, top)) => (state, top),
             None => (failure.state, current),
         };
+        outcome.redrive_from = top.map(|(state, input)| {
+            let input = serde_json::from_str(&input).expect("the engine wrote this JSON");
+            (state, input)
+        });
         outcome
     }
 
@@ -302,29 +319,37 @@ impl Run<'_> {
         graph: &'f Graph,
         start: &'f str,
         input: Value,
+        input_text: String,
         flow: &'f Flow,
         top: bool,
     ) -> BoxFuture<'f, Result<Value, Failure>> {
         Box::pin(async move {
             let mut state = &graph.states[start];
-            let mut input = input;
+            let (mut input, mut input_text) = (input, input_text);
             loop {
                 if top {
-                    *lock(&self.current) = Some((state.name.clone(), input.clone()));
+                    *lock(&self.current) = Some((state.name.clone(), input_text.clone()));
                 }
                 let type_name = state.kind.type_name();
                 if let Some(kind) = EventKind::state(type_name, true) {
-                    self.record(flow, kind, state, json!({"input": input}));
+                    self.record(flow, kind, state, with_payload("input", input_text));
                 }
                 let step = self.run_state(state, input, flow).await?;
-                check_size(&step.output, Some(&state.name), "state output")?;
+                let output_text = step.text.unwrap_or_else(|| to_text(&step.output));
+                check_size(&output_text, Some(&state.name), "state output")?;
                 if let Some(kind) = EventKind::state(type_name, false) {
-                    self.record(flow, kind, state, json!({"output": step.output}));
+                    self.record(
+                        flow,
+                        kind,
+                        state,
+                        with_payload("output", output_text.clone()),
+                    );
                 }
                 match step.next {
                     Some(next) => {
                         state = &graph.states[&next];
                         input = step.output;
+                        input_text = output_text;
                     }
                     None => return Ok(step.output),
                 }
@@ -351,8 +376,10 @@ impl Run<'_> {
                     }
                     (None, None) => effective()?,
                 };
+                let (output, text) = shape_output(state, &raw, result, &context)?;
                 Ok(Step {
-                    output: shape_output(state, &raw, result, &context)?,
+                    output,
+                    text: Some(text),
                     next,
                 })
             }
@@ -374,15 +401,12 @@ impl Run<'_> {
                 };
                 let output =
                     apply_selector(&state.output_path, &effective, &context).map_err(runtime)?;
-                Ok(Step {
-                    output,
-                    next: Some(next),
-                })
+                Ok(Step::to(Some(next), output))
             }
             Kind::Succeed => {
                 let output =
                     apply_selector(&state.output_path, &effective()?, &context).map_err(runtime)?;
-                Ok(Step { output, next: None })
+                Ok(Step::to(None, output))
             }
             Kind::Fail { error, cause } => {
                 let text = |source: &Option<Text>| match source {
@@ -422,9 +446,10 @@ impl Run<'_> {
                 .attempt(state, &raw, &effective, context, retry_count, flow)
                 .await
             {
-                Ok(output) => {
+                Ok((output, text)) => {
                     return Ok(Step {
                         output,
+                        text: Some(text),
                         next: state.next.clone(),
                     });
                 }
@@ -452,10 +477,7 @@ impl Run<'_> {
         if first.is_none() {
             *first = Some((failure.state, lock(&self.current).clone()));
         }
-        Ok(Step {
-            output,
-            next: Some(catcher.next.clone()),
-        })
+        Ok(Step::to(Some(catcher.next.clone()), output))
     }
 
     /// One attempt: Parameters (re-evaluated so `$$.State.RetryCount` is current), the work,
@@ -468,14 +490,19 @@ impl Run<'_> {
         context: Value,
         retry_count: u32,
         flow: &Flow,
-    ) -> Result<Value, Failure> {
+    ) -> Result<(Value, String), Failure> {
         let input = match &state.parameters {
             Some(template) => template
                 .render(effective, &context)
                 .map_err(|c| Failure::at(state, STATES_RUNTIME, c))?,
             None => effective.clone(),
         };
-        check_size(&input, Some(&state.name), "task input after Parameters")?;
+        let input_text = to_text(&input);
+        check_size(
+            &input_text,
+            Some(&state.name),
+            "task input after Parameters",
+        )?;
         let result = match &state.kind {
             Kind::Task { resource, timeout } => {
                 let ctx = TaskContext {
@@ -484,10 +511,13 @@ impl Run<'_> {
                     execution_id: self.execution_id.to_owned(),
                     context: context.clone(),
                 };
-                self.invoke(state, resource, *timeout, input, &ctx, flow)
+                self.invoke(state, resource, *timeout, (input, input_text), &ctx, flow)
                     .await?
             }
-            Kind::Parallel { branches } => self.parallel(state, branches, input, flow).await?,
+            Kind::Parallel { branches } => {
+                self.parallel(state, branches, input, input_text, flow)
+                    .await?
+            }
             _ => unreachable!("only Task and Parallel states retry"),
         };
         shape_output(state, raw, result, &context)
@@ -498,12 +528,12 @@ impl Run<'_> {
         state: &State,
         resource: &Value,
         timeout: Option<Duration>,
-        input: Value,
+        (input, input_text): (Value, String),
         ctx: &TaskContext,
         flow: &Flow,
     ) -> Result<Value, Failure> {
-        let mut scheduled =
-            json!({"resource": resource, "parameters": input, "retryAttempt": ctx.retry_count});
+        let mut scheduled = json!({"resource": resource, "retryAttempt": ctx.retry_count});
+        scheduled["parameters"] = Value::String(input_text);
         if let Some(limit) = timeout {
             scheduled["timeoutInSeconds"] = json!(limit.as_secs());
         }
@@ -530,13 +560,12 @@ impl Run<'_> {
         };
         match result {
             Ok(output) => {
-                self.record(
-                    flow,
-                    EventKind::TaskSucceeded,
-                    state,
-                    json!({"resource": resource, "output": output}),
-                );
-                check_size(&output, Some(&state.name), "task result")?;
+                let text = to_text(&output);
+                let size = check_size(&text, Some(&state.name), "task result");
+                let mut details = json!({"resource": resource});
+                details["output"] = Value::String(text);
+                self.record(flow, EventKind::TaskSucceeded, state, details);
+                size?;
                 Ok(output)
             }
             Err(error) => {
@@ -559,14 +588,15 @@ impl Run<'_> {
         state: &State,
         branches: &[Graph],
         input: Value,
+        input_text: String,
         flow: &Flow,
     ) -> Result<Value, Failure> {
         let started = self.record(flow, EventKind::ParallelStateStarted, state, json!({}));
         let runs = branches.iter().map(|graph| {
-            let input = input.clone();
+            let (input, text) = (input.clone(), input_text.clone());
             async move {
                 let branch_flow = Flow::after(started);
-                self.run_graph(graph, &graph.start_at, input, &branch_flow, false)
+                self.run_graph(graph, &graph.start_at, input, text, &branch_flow, false)
                     .await
             }
         });
@@ -585,12 +615,13 @@ impl Run<'_> {
 }
 
 /// ResultSelector → ResultPath (into the raw input) → OutputPath, then the payload limit.
+/// Returns the output and its JSON text.
 fn shape_output(
     state: &State,
     raw: &Value,
     result: Value,
     context: &Value,
-) -> Result<Value, Failure> {
+) -> Result<(Value, String), Failure> {
     let runtime = |cause: String| Failure::at(state, STATES_RUNTIME, cause);
     let result = match &state.result_selector {
         Some(template) => template.render(&result, context).map_err(runtime)?,
@@ -601,6 +632,7 @@ fn shape_output(
         None => raw.clone(),
     };
     let output = apply_selector(&state.output_path, &combined, context).map_err(runtime)?;
-    check_size(&output, Some(&state.name), "state output")?;
-    Ok(output)
+    let text = to_text(&output);
+    check_size(&text, Some(&state.name), "state output")?;
+    Ok((output, text))
 }

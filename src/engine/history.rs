@@ -112,6 +112,11 @@ impl MemoryHistory {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// The events, without copying them.
+    pub fn into_events(self) -> Vec<HistoryEvent> {
+        self.events.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl HistorySink for MemoryHistory {

@@ -1,5 +1,5 @@
 //! Where a source comes from and how its bytes reach the parser: a local file or an HTTPS
-//! download, hashed on the way, with limits on time and size.
+//! download, hashed (SHA-256 of the body) alongside the parse, with limits on time and size.
 
 use super::{Fingerprint, SourceKind, SourceSeries};
 use crate::error::{EtlError, Result};
@@ -76,7 +76,14 @@ impl HttpConfig {
 
 pub(super) enum Fetched {
     NotModified,
-    Parsed(Fingerprint, SourceSeries),
+    Parsed {
+        series: SourceSeries,
+        /// SHA-256 of the body, hex.
+        sha256: String,
+        /// The HTTP validators of the response, for the next conditional request.
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
 }
 
 pub(super) async fn fetch_and_parse(
@@ -104,46 +111,53 @@ pub(super) async fn fetch_and_parse(
     .map_err(located)
 }
 
-/// A local file: one thread reads and hashes, another parses, so SHA-256 and parsing overlap.
+/// A local file: one blocking thread parses it as it reads it (the parser's buffer is the
+/// only copy of the bytes in memory), another hashes it through the same open file with
+/// positional reads, so SHA-256 and parsing run side by side. Both read one inode; a file
+/// rewritten in place while they read (its size or modification time changed) is refused as
+/// unavailable — a transient error, so the run retries it — rather than recorded with a
+/// hash of other bytes than those parsed.
 async fn read_file(kind: SourceKind, path: PathBuf) -> Result<Fetched> {
     let name = kind.name();
-    let (tx, parsed) = parse_from_channel(kind);
-    let read = blocking(move || {
+    let file = std::fs::File::open(&path).map_err(|e| unavailable(name, e))?;
+    let version = |f: &std::fs::File| {
+        let m = f.metadata().map_err(|e| unavailable(name, e))?;
+        Ok::<_, EtlError>((m.len(), m.modified().ok()))
+    };
+    let before = version(&file)?;
+    let for_hash = file.try_clone().map_err(|e| unavailable(name, e))?;
+    let hashing = blocking(move || {
+        use std::os::unix::fs::FileExt;
         let mut hasher = Sha256::new();
-        let mut file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                // Through the channel, so the parser reports it (not "empty file").
-                let _ = tx.blocking_send(Err(io::Error::other(unavailable(name, e))));
-                return Ok(String::new());
-            }
-        };
+        let mut chunk = vec![0; 64 * 1024];
+        let mut offset = 0;
         loop {
-            // `read_to_end` into spare capacity: the chunk is never zeroed first.
-            let mut chunk = Vec::with_capacity(CHUNK);
-            let item = match (&mut file).take(CHUNK as u64).read_to_end(&mut chunk) {
+            match for_hash.read_at(&mut chunk, offset) {
                 Ok(0) => break,
-                Ok(_) => {
-                    hasher.update(&chunk);
-                    Ok(bytes::Bytes::from(chunk))
+                Ok(n) => {
+                    hasher.update(&chunk[..n]);
+                    offset += n as u64;
                 }
-                Err(e) => Err(io::Error::other(unavailable(name, e))),
-            };
-            let stop = item.is_err();
-            if tx.blocking_send(item).is_err() || stop {
-                break; // the parser stopped early (bad data) or reading failed
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(unavailable(name, e)),
             }
         }
-        Ok(hex::encode(hasher.finalize()))
+        Ok((hex::encode(hasher.finalize()), for_hash))
     });
-    let (series, sha256) = futures::future::try_join(parsed, read).await?;
-    Ok(Fetched::Parsed(
-        Fingerprint {
-            sha256,
-            ..Fingerprint::default()
-        },
+    let parsing = blocking(move || kind.parse(file));
+    let (series, (sha256, file)) = futures::future::try_join(parsing, hashing).await?;
+    if version(&file)? != before {
+        return Err(unavailable(
+            name,
+            "the file changed while it was being read",
+        ));
+    }
+    Ok(Fetched::Parsed {
         series,
-    ))
+        sha256,
+        etag: None,
+        last_modified: None,
+    })
 }
 
 async fn download(
@@ -232,23 +246,18 @@ async fn download(
         hex::encode(hasher.finalize())
     };
     let (series, sha256) = futures::future::try_join(parser, async { Ok(pump.await) }).await?;
-    Ok(Fetched::Parsed(
-        Fingerprint {
-            sha256,
-            etag,
-            last_modified,
-        },
+    Ok(Fetched::Parsed {
         series,
-    ))
+        sha256,
+        etag,
+        last_modified,
+    })
 }
-
-/// Bytes per chunk handed from the reader or the download to the parser.
-const CHUNK: usize = 256 * 1024;
 
 type ChunkSender = tokio::sync::mpsc::Sender<io::Result<bytes::Bytes>>;
 
 /// Starts the parser on a blocking thread, reading the chunks sent to the returned sender
-/// (at most four chunks wait: memory stays flat whatever the file's size).
+/// (at most four chunks wait: memory stays flat whatever the body's size).
 fn parse_from_channel(
     kind: SourceKind,
 ) -> (ChunkSender, impl Future<Output = Result<SourceSeries>>) {

@@ -62,7 +62,7 @@ mod tests {
         let s = parse(text.as_bytes()).unwrap();
         assert_eq!(
             serde_json::to_string(&s.records).unwrap(),
-            r#"[["2020-01-22",1,0],["2020-01-23",2,1,0]]"#
+            r#"["2020-01-22,1,0","2020-01-23,2,1,0"]"#
         );
     }
 
@@ -73,7 +73,7 @@ mod tests {
         let s = parse(text.as_bytes()).unwrap();
         assert_eq!(
             serde_json::to_string(&s.records).unwrap(),
-            r#"[["2020-01-22",1,0,0]]"#
+            r#"["2020-01-22,1,0,0"]"#
         );
     }
 
@@ -106,7 +106,7 @@ mod tests {
         );
         assert_eq!(
             json(&text),
-            r#"[["2020-01-22",1,0],["2020-01-23",2,1,0],["2020-01-24",3,1,1]]"#
+            r#"["2020-01-22,1,0","2020-01-23,2,1,0","2020-01-24,3,1,1"]"#
         );
     }
 
@@ -114,9 +114,9 @@ mod tests {
     fn prefilter_handles_crlf_and_a_missing_final_line_break() {
         let crlf = "Date,Country/Region,Province/State,Confirmed,Recovered,Deaths\r\n\
                     2020-01-22,US,,1,0,0\r\n2020-01-22,Peru,,5,0,0\r\n2020-01-23,US,,2,0,1";
-        assert_eq!(json(crlf), r#"[["2020-01-22",1,0,0],["2020-01-23",2,1,0]]"#);
+        assert_eq!(json(crlf), r#"["2020-01-22,1,0,0","2020-01-23,2,1,0"]"#);
         let last_skipped = format!("{HEADER}2020-01-22,US,,1,0,0\n2020-01-22,Peru,,5,0,0");
-        assert_eq!(json(&last_skipped), r#"[["2020-01-22",1,0,0]]"#);
+        assert_eq!(json(&last_skipped), r#"["2020-01-22,1,0,0"]"#);
         // A bad value on a CRLF file is reported at the line the csv crate reports.
         let e = parse("Date,Country/Region,Province/State,Confirmed,Recovered,Deaths\r\n2020-01-22,US,,x,0,0\r\n".as_bytes())
             .unwrap_err();
@@ -131,7 +131,7 @@ mod tests {
         let text = "Lat,Province/State,Deaths,Long,Recovered,Country/Region,Confirmed,Date\n\
                     1,,0,2,,Peru,5,2020-01-22\n1,,3,2,1,US,7,2020-01-22\n\
                     1,Guam,9,2,9,US,9,2020-01-22\n1,,9,2,9,USA,9,2020-01-23\n";
-        assert_eq!(json(text), r#"[["2020-01-22",7,3,1]]"#);
+        assert_eq!(json(text), r#"["2020-01-22,7,3,1"]"#);
     }
 
     #[test]

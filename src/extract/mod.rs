@@ -56,6 +56,7 @@ pub struct SourceSeries {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Fingerprint {
+    /// SHA-256 of the body, hex.
     pub sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
@@ -97,7 +98,19 @@ pub async fn extract(
             SourceSeries::default(),
             true,
         ),
-        fetch::Fetched::Parsed(fingerprint, series) => (fingerprint, series, false),
+        fetch::Fetched::Parsed {
+            series,
+            sha256,
+            etag,
+            last_modified,
+        } => {
+            let fingerprint = Fingerprint {
+                sha256,
+                etag,
+                last_modified,
+            };
+            (fingerprint, series, false)
+        }
     };
     let unchanged = not_modified || previous.is_some_and(|p| p.sha256 == fingerprint.sha256);
     tracing::info!(
@@ -167,4 +180,47 @@ fn next_record<R: Read>(
             },
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn extract_text(kind: SourceKind, text: &str, previous: Option<&Fingerprint>) -> Extract {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("source.csv");
+        std::fs::write(&path, text).unwrap();
+        extract(
+            kind,
+            &Location::Path(path),
+            &HttpConfig::default(),
+            previous,
+            true,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The fingerprint is SHA-256 of the body: any change to the file is a change, and an
+    /// identical file is unchanged.
+    #[tokio::test]
+    async fn the_fingerprint_is_the_sha256_of_the_body() {
+        use sha2::{Digest, Sha256};
+        let file = |peru: &str| {
+            format!(
+                "Date,Country/Region,Province/State,Confirmed,Recovered,Deaths\n\
+                 2020-01-22,Peru,,{peru},0,0\n2020-01-22,US,,5,0,0\n"
+            )
+        };
+        let first = extract_text(SourceKind::Jhu, &file("1"), None).await;
+        assert!(!first.unchanged);
+        assert_eq!(
+            first.fingerprint.sha256,
+            hex::encode(Sha256::digest(file("1").as_bytes()))
+        );
+        let same = extract_text(SourceKind::Jhu, &file("1"), Some(&first.fingerprint)).await;
+        assert!(same.unchanged);
+        let revised = extract_text(SourceKind::Jhu, &file("2"), Some(&first.fingerprint)).await;
+        assert!(!revised.unchanged);
+    }
 }

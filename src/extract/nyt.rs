@@ -48,7 +48,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             serde_json::to_string(&s.records).unwrap(),
-            r#"[["2020-01-21",1,1],["2020-01-22",1,0]]"#
+            r#"["2020-01-21,1,1","2020-01-22,1,0"]"#
         );
         assert_eq!(
             s.warnings,

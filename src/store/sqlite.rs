@@ -57,6 +57,12 @@ CREATE TABLE IF NOT EXISTS history (
     event        TEXT NOT NULL,   -- JSON, shaped like a Step Functions history event
     PRIMARY KEY (execution_id, event_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS payloads ( -- an execution's large event payloads, each once
+    execution_id TEXT NOT NULL REFERENCES executions(id),
+    payload_id   INTEGER NOT NULL,
+    payload      TEXT NOT NULL,   -- JSON text
+    PRIMARY KEY (execution_id, payload_id)
+) WITHOUT ROWID;
 ";
 
 /// A handle on the database file; cheap to clone, safe to share between tasks.
@@ -124,7 +130,7 @@ impl SqliteDb {
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<DailyRecord> {
     let date: String = row.get(0)?;
-    let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|e| {
+    let date = crate::record::parse_iso(date.as_bytes()).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })?;
     let count = |i| row.get::<_, i64>(i).map(|v| v as u64);
