@@ -59,6 +59,10 @@ else
   cargo build --release --quiet --bin covid-etl
   cp target/release/covid-etl "$BIN"
 fi
+# Drop the copy's pages from the page cache, so it is loaded the way an installed program is
+# (read from disk), not mapped from the pages `cp` just wrote: those come in larger folios,
+# and a process maps a whole folio on a fault, which alone added ~0.6 MiB of peak RSS.
+dd if="$BIN" iflag=nocache count=0 status=none
 
 # --- inputs --------------------------------------------------------------------------
 BIG=$OUT/jhu-${COPIES}x.csv
