@@ -64,7 +64,7 @@ impl<'de> Deserialize<'de> for DateSpan {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         let date =
-            |t: &str| NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(serde::de::Error::custom);
+            |t: &str| crate::record::parse_iso(t.as_bytes()).map_err(serde::de::Error::custom);
         let (first, last) = match text.split_once("..") {
             Some((a, b)) => (date(a)?, date(b)?),
             None => (date(&text)?, date(&text)?),

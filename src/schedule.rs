@@ -46,7 +46,7 @@ pub fn business_date(event: &ScheduledEvent) -> Result<NaiveDate> {
 
 /// `daily-YYYY-MM-DD` for a business date.
 pub fn execution_name(date: NaiveDate) -> String {
-    format!("{NAME_PREFIX}{}", date.format("%Y-%m-%d"))
+    format!("{NAME_PREFIX}{}", crate::record::iso(date))
 }
 
 /// The ARN an execution named `name` of `state_machine_arn` has

@@ -41,7 +41,6 @@ use crate::record::{DailyRecord, iso};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnConsumedCapacity, WriteRequest};
-use chrono::NaiveDate;
 use futures::{StreamExt, stream};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -350,10 +349,7 @@ pub fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<Option
     let Some(AttributeValue::S(key)) = item.get("date") else {
         return Ok(None);
     };
-    if key.len() != 10 {
-        return Ok(None);
-    }
-    let Ok(date) = NaiveDate::parse_from_str(key, "%Y-%m-%d") else {
+    let Ok(date) = crate::record::parse_iso(key.as_bytes()) else {
         return Ok(None);
     };
     let number = |name: &str| -> Result<Option<u64>> {
@@ -521,7 +517,7 @@ mod tests {
 
     fn day(d: &str, cases: u64, deaths: u64, recovered: Option<u64>) -> DailyRecord {
         DailyRecord::new(
-            NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap(),
+            crate::record::parse_iso(d.as_bytes()).unwrap(),
             cases,
             deaths,
             recovered,
