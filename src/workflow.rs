@@ -14,6 +14,7 @@ use crate::steps::{self, SourceConfig};
 use crate::store::{ExecutionRecord, SqliteDb, Store};
 use serde_json::Value;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// `statemachine/etl.asl.json`, compiled into the binary: the same file AWS runs.
 pub const DEFINITION: &str = include_str!("../statemachine/etl.asl.json");
@@ -172,6 +173,9 @@ pub struct LocalRunner<'a> {
     pub jitter: &'a dyn Jitter,
     /// Sees every event as it happens (progress lines); may be a no-op.
     pub observer: &'a dyn HistorySink,
+    /// Stops the execution in progress when notified (the CLI's Ctrl-C): it is recorded as
+    /// `ABORTED` with its history so far, and can be redriven.
+    pub stop: &'a Notify,
 }
 
 /// Forwards events to the observer and keeps them for the database.
@@ -275,6 +279,7 @@ impl LocalRunner<'_> {
     fn executor<'m>(&'m self, machine: &'m StateMachine, sink: &'m Tee<'_>) -> Executor<'m> {
         Executor::new(machine, self.tasks, self.clock, self.jitter, sink)
             .with_state_machine(LOCAL_STATE_MACHINE, "covid-etl")
+            .with_stop(self.stop)
     }
 
     fn finish(
@@ -288,6 +293,7 @@ impl LocalRunner<'_> {
             ExecutionStatus::Succeeded => "SUCCEEDED",
             ExecutionStatus::Failed => "FAILED",
             ExecutionStatus::TimedOut => "TIMED_OUT",
+            ExecutionStatus::Aborted => "ABORTED",
         }
         .into();
         record.output = outcome.output;
@@ -343,6 +349,7 @@ mod tests {
             clock: &SystemClock,
             jitter: &FixedJitter(0.0),
             observer: &MemoryHistory::new(),
+            stop: &Notify::new(),
         };
         let options = RunOptions {
             nyt: fixture("nyt/invalid-date.csv"),

@@ -448,6 +448,68 @@ fn a_source_answering_304_ends_the_run_as_no_new_data() {
     assert_eq!(runs.len(), 2);
 }
 
+/// Ctrl-C in the middle of a download: the run ends ABORTED with the history so far (not
+/// killed and left RUNNING), and a redrive finishes it from the state it was in.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_is_recorded_as_aborted_and_redrive_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let body = std::fs::read(fixture("nyt/us.csv")).unwrap();
+    let (url, count) = serve(body, vec![Reply::Stall, Reply::Serve]);
+    let jhu = fixture("jhu/combined.csv");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_covid-etl"))
+        .env("COVID_ETL_DB", &db)
+        .env_remove("RUST_LOG")
+        .args(["run", "--json", "--nyt", &url, "--jhu", &jhu])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupt once the NYT request hangs on the server.
+    for _ in 0..200 {
+        if count.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "the run never asked for NYT"
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["status"], "ABORTED", "{run}");
+    assert_eq!(run["failedState"], "Extract", "{run}");
+    assert_eq!(run["cause"], "the execution was stopped");
+    let name = run["name"].as_str().unwrap();
+    let steps = run["steps"].as_array().unwrap();
+    let nyt = steps.iter().find(|s| s["name"] == "ExtractNyt").unwrap();
+    assert_eq!(nyt["status"], "ABORTED", "{run}");
+
+    let out = cli(&db).args(["redrive", name, "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let redriven: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(redriven["status"], "SUCCEEDED", "{redriven}");
+    assert_eq!(redriven["redriveCount"], 1);
+    assert!(
+        redriven["load"]["inserted"].as_u64().unwrap() > 0,
+        "{redriven}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
 #[test]
 fn a_task_that_overruns_its_timeout_fails_with_states_timeout() {
     let dir = tempfile::tempdir().unwrap();

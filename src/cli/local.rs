@@ -12,6 +12,7 @@ use covid_etl::workflow::{LocalRunner, LocalTasks};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
@@ -135,14 +136,46 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
             session.tasks.fallback = sns;
         }
     }
-    let record = session.runner().start(args.name, &options).await?;
+    let stop = stop_on_signal()?;
+    let record = session.runner(&stop).start(args.name, &options).await?;
     finish(&session.db, &record, args.json)
 }
 
 pub(crate) async fn redrive(db: &DbArg, id: &str, as_json: bool) -> Result<(), Failure> {
     let session = Session::open(db, as_json)?;
-    let record = session.runner().redrive(id).await?;
+    let stop = stop_on_signal()?;
+    let record = session.runner(&stop).redrive(id).await?;
     finish(&session.db, &record, as_json)
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM stops the execution in progress: it is recorded as `ABORTED`
+/// with its history so far and can be redriven, instead of the process dying mid-run and
+/// leaving it `RUNNING` in the database for ever.
+fn stop_on_signal() -> std::io::Result<Arc<Notify>> {
+    #[cfg(unix)]
+    let signalled = {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Registered now, before the run starts, not when the task below is first polled.
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let signalled = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let stop = Arc::new(Notify::new());
+    let notify = stop.clone();
+    tokio::spawn(async move {
+        signalled.await;
+        notify.notify_one();
+    });
+    Ok(stop)
 }
 
 /// What `run` and `redrive` share: the database, the in-process tasks, the progress lines.
@@ -181,13 +214,14 @@ impl Session {
         })
     }
 
-    fn runner(&self) -> LocalRunner<'_> {
+    fn runner<'a>(&'a self, stop: &'a Notify) -> LocalRunner<'a> {
         LocalRunner {
             db: &self.db,
             tasks: &self.tasks,
             clock: &self.clock,
             jitter: &RandomJitter,
             observer: &self.progress,
+            stop,
         }
     }
 }
@@ -285,11 +319,16 @@ fn summary_text(record: &ExecutionRecord) -> String {
             ));
         }
     } else {
+        // A stopped execution has a cause but no error name, as on AWS.
+        let error = record
+            .error
+            .as_deref()
+            .map(|e| format!("{e}: "))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "{} in {}: {}: {}\n",
+            "{} in {}: {error}{}\n",
             record.status,
             record.failed_state.as_deref().unwrap_or("?"),
-            record.error.as_deref().unwrap_or("?"),
             record.cause.as_deref().unwrap_or("")
         ));
         out.push_str(&format!(

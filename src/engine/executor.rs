@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::{BoxFuture, try_join_all};
 use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
 
 use super::definition::{Graph, Kind, Selector, State, StateMachine, Text};
 use super::history::{EventKind, Flow, HistorySink, Recorder};
@@ -26,6 +27,7 @@ pub struct Executor<'a> {
     sink: &'a dyn HistorySink,
     state_machine_id: String,
     state_machine_name: String,
+    stop: Option<&'a Notify>,
 }
 
 /// An error on its way up, with the innermost state that raised it (`None` when the
@@ -141,7 +143,16 @@ impl<'a> Executor<'a> {
             sink,
             state_machine_id: "StateMachine".into(),
             state_machine_name: "StateMachine".into(),
+            stop: None,
         }
+    }
+
+    /// Stops executions when `stop` is notified (Step Functions' StopExecution): the state in
+    /// progress is abandoned and the execution ends `ABORTED`, redrivable from the top-level
+    /// state it was in. A notification given before the execution starts counts too.
+    pub fn with_stop(mut self, stop: &'a Notify) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// Sets `$$.StateMachine.Id` (an ARN on AWS) and `$$.StateMachine.Name`.
@@ -228,21 +239,40 @@ impl<'a> Executor<'a> {
             run.run_graph(&self.machine.graph, start, input, input_text, &flow, true)
                 .await
         };
-        let result = match self.machine.timeout {
-            Some(limit) => tokio::select! {
-                biased;
-                result = body => Some(result),
-                () = self.clock.sleep(limit) => None,
-            },
-            None => Some(body.await),
+        let timeout = async {
+            match self.machine.timeout {
+                Some(limit) => self.clock.sleep(limit).await,
+                None => std::future::pending().await,
+            }
         };
-        run.finish(result, &flow)
+        let stop = async {
+            match self.stop {
+                Some(stop) => stop.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let end = tokio::select! {
+            biased;
+            result = body => End::Finished(result),
+            () = timeout => End::TimedOut,
+            () = stop => End::Stopped,
+        };
+        run.finish(end, &flow)
     }
 }
 
+/// How an execution ended.
+enum End {
+    Finished(Result<Value, Failure>),
+    /// The machine's `TimeoutSeconds` passed.
+    TimedOut,
+    /// [`Executor::with_stop`]'s notification came.
+    Stopped,
+}
+
 impl Run<'_> {
-    /// Records the closing event and builds the outcome. `None` means the machine timed out.
-    fn finish(&self, result: Option<Result<Value, Failure>>, flow: &Flow) -> ExecutionOutcome {
+    /// Records the closing event and builds the outcome.
+    fn finish(&self, end: End, flow: &Flow) -> ExecutionOutcome {
         let first_catch = lock(&self.first_catch).take();
         let current = lock(&self.current).take();
         let mut outcome = ExecutionOutcome {
@@ -253,8 +283,13 @@ impl Run<'_> {
             failed_state: None,
             redrive_from: None,
         };
-        let failure = match result {
-            Some(Ok(output)) => {
+        // The state in progress when the execution was cut short, for a timeout or a stop.
+        let cut_short = |error: &str, cause: String| Failure {
+            error: TaskError::new(error, cause),
+            state: current.as_ref().map(|(name, _)| name.clone()),
+        };
+        let failure = match end {
+            End::Finished(Ok(output)) => {
                 self.recorder.record(
                     flow,
                     EventKind::ExecutionSucceeded,
@@ -264,24 +299,31 @@ impl Run<'_> {
                 outcome.output = Some(output);
                 return outcome;
             }
-            Some(Err(failure)) => {
+            End::Finished(Err(failure)) => {
                 let details = json!({"error": failure.error.error, "cause": failure.error.cause});
                 self.recorder
                     .record(flow, EventKind::ExecutionFailed, None, details);
                 outcome.status = ExecutionStatus::Failed;
                 failure
             }
-            None => {
+            End::TimedOut => {
                 let limit = self.ex.machine.timeout.map_or(0, |d| d.as_secs());
                 let cause = format!("the execution did not finish within {limit} seconds");
-                let failure = Failure {
-                    error: TaskError::new(STATES_TIMEOUT, cause),
-                    state: current.as_ref().map(|(name, _)| name.clone()),
-                };
+                let failure = cut_short(STATES_TIMEOUT, cause);
                 let details = json!({"error": failure.error.error, "cause": failure.error.cause});
                 self.recorder
                     .record(flow, EventKind::ExecutionTimedOut, None, details);
                 outcome.status = ExecutionStatus::TimedOut;
+                failure
+            }
+            // As StopExecution without an error code: the event and the outcome carry only
+            // the cause.
+            End::Stopped => {
+                let failure = cut_short("", "the execution was stopped".into());
+                let details = json!({"cause": failure.error.cause});
+                self.recorder
+                    .record(flow, EventKind::ExecutionAborted, None, details);
+                outcome.status = ExecutionStatus::Aborted;
                 failure
             }
         };

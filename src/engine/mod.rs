@@ -160,13 +160,15 @@ impl Jitter for FixedJitter {
     }
 }
 
-/// Final status of an execution, serialized as AWS spells it (`SUCCEEDED`, `FAILED`, `TIMED_OUT`).
+/// Final status of an execution, serialized as AWS spells it (`SUCCEEDED`, `FAILED`,
+/// `TIMED_OUT`, `ABORTED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ExecutionStatus {
     Succeeded,
     Failed,
     TimedOut,
+    Aborted,
 }
 
 /// The result of [`Executor::start`] or [`Executor::resume`].
@@ -202,12 +204,13 @@ mod api_tests {
             ExecutionStatus::Succeeded,
             ExecutionStatus::Failed,
             ExecutionStatus::TimedOut,
+            ExecutionStatus::Aborted,
         ];
         let names: Vec<_> = statuses
             .iter()
             .map(|s| serde_json::to_value(s).unwrap())
             .collect();
-        assert_eq!(names, ["SUCCEEDED", "FAILED", "TIMED_OUT"]);
+        assert_eq!(names, ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]);
         let sample = RandomJitter.sample();
         assert!((0.0..1.0).contains(&sample));
     }

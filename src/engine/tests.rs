@@ -745,6 +745,44 @@ async fn machine_timeout_is_not_catchable() {
     assert_eq!(serde_json::to_value(outcome.status).unwrap(), "TIMED_OUT");
 }
 
+/// StopExecution: the hanging state is dropped, its Catch does not see it, and the execution
+/// ends ABORTED, redrivable from that state with its input.
+#[tokio::test]
+async fn a_stop_aborts_the_state_in_progress_and_leaves_it_redrivable() {
+    let definition = json!({"StartAt": "P", "States": {
+        "P": {"Type": "Pass", "Next": "T"},
+        "T": task(json!({"Catch": catch_all()})),
+        "H": {"Type": "Pass", "End": true}}});
+    let h = Harness::new(definition, &[("T", vec![Reply::Hang])]);
+    let stop = tokio::sync::Notify::new();
+    stop.notify_one();
+    let outcome = h
+        .executor()
+        .with_stop(&stop)
+        .start(
+            "arn:aws:states:us-east-1:1:execution:etl:run-1",
+            "run-1",
+            json!({"x": 1}),
+        )
+        .await;
+    assert_eq!(outcome.status, ExecutionStatus::Aborted);
+    assert_eq!(outcome.error, None);
+    assert_eq!(outcome.cause.as_deref(), Some("the execution was stopped"));
+    assert_eq!(outcome.failed_state.as_deref(), Some("T"));
+    assert_eq!(
+        outcome.redrive_from,
+        Some(("T".to_string(), json!({"x": 1})))
+    );
+    assert_eq!(h.handler.cancelled.load(Ordering::SeqCst), 1);
+    let events = h.events();
+    assert_eq!(events.last().unwrap().0, EventKind::ExecutionAborted);
+    assert!(
+        !events
+            .iter()
+            .any(|(_, state)| state.as_deref() == Some("H"))
+    );
+}
+
 #[tokio::test]
 async fn choice_routes_on_rules_and_default() {
     let definition = json!({"StartAt": "C", "States": {
