@@ -93,24 +93,15 @@ impl<'de> Deserialize<'de> for DailyRecord {
     }
 }
 
-/// Formats a date the one way this project writes dates, `YYYY-MM-DD`. Written by hand
-/// because it runs for every record of every payload, where chrono's `format` re-reads its
+/// Formats a date the one way this project writes dates, `YYYY-MM-DD`. With `format!`, not
+/// chrono's `format`: this runs for every record of every payload, and chrono re-reads its
 /// format string each time.
 pub fn iso(date: NaiveDate) -> String {
     let (y, m, d) = (date.year(), date.month(), date.day());
     if !(0..=9999).contains(&y) {
         return date.format("%Y-%m-%d").to_string();
     }
-    let mut text = String::with_capacity(10);
-    for (value, width) in [(y as u32, 4), (m, 2), (d, 2)] {
-        if width == 2 {
-            text.push('-');
-        }
-        for place in (0..width).rev() {
-            text.push(char::from(b'0' + (value / 10u32.pow(place) % 10) as u8));
-        }
-    }
-    text
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Why a text is not a date [`parse_iso`] accepts.

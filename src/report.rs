@@ -158,7 +158,7 @@ pub fn summarize(output: &Value) -> String {
         Value::String(text) => serde_json::from_str(text).ok(),
         _ => None,
     }
-    .or_else(|| serde_json::from_str(&output.to_string()).ok());
+    .or_else(|| serde::Deserialize::deserialize(output).ok());
     let s = match outline {
         Some(Node::Object(fields)) => fields
             .iter()

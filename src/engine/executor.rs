@@ -239,18 +239,8 @@ impl<'a> Executor<'a> {
             run.run_graph(&self.machine.graph, start, input, input_text, &flow, true)
                 .await
         };
-        let timeout = async {
-            match self.machine.timeout {
-                Some(limit) => self.clock.sleep(limit).await,
-                None => std::future::pending().await,
-            }
-        };
-        let stop = async {
-            match self.stop {
-                Some(stop) => stop.notified().await,
-                None => std::future::pending().await,
-            }
-        };
+        let timeout = or_never(self.machine.timeout.map(|limit| self.clock.sleep(limit)));
+        let stop = or_never(self.stop.map(Notify::notified));
         let end = tokio::select! {
             biased;
             result = body => End::Finished(result),
@@ -258,6 +248,14 @@ impl<'a> Executor<'a> {
             () = stop => End::Stopped,
         };
         run.finish(end, &flow)
+    }
+}
+
+/// `future`, or one that never completes when there is none.
+async fn or_never(future: Option<impl Future<Output = ()>>) {
+    match future {
+        Some(future) => future.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -76,14 +76,7 @@ impl HttpConfig {
 
 pub(super) enum Fetched {
     NotModified,
-    Parsed {
-        series: SourceSeries,
-        /// SHA-256 of the body, hex.
-        sha256: String,
-        /// The HTTP validators of the response, for the next conditional request.
-        etag: Option<String>,
-        last_modified: Option<String>,
-    },
+    Parsed(Fingerprint, SourceSeries),
 }
 
 pub(super) async fn fetch_and_parse(
@@ -152,12 +145,13 @@ async fn read_file(kind: SourceKind, path: PathBuf) -> Result<Fetched> {
             "the file changed while it was being read",
         ));
     }
-    Ok(Fetched::Parsed {
+    Ok(Fetched::Parsed(
+        Fingerprint {
+            sha256,
+            ..Fingerprint::default()
+        },
         series,
-        sha256,
-        etag: None,
-        last_modified: None,
-    })
+    ))
 }
 
 async fn download(
@@ -246,12 +240,14 @@ async fn download(
         hex::encode(hasher.finalize())
     };
     let (series, sha256) = futures::future::try_join(parser, async { Ok(pump.await) }).await?;
-    Ok(Fetched::Parsed {
+    Ok(Fetched::Parsed(
+        Fingerprint {
+            sha256,
+            etag,
+            last_modified,
+        },
         series,
-        sha256,
-        etag,
-        last_modified,
-    })
+    ))
 }
 
 type ChunkSender = tokio::sync::mpsc::Sender<io::Result<bytes::Bytes>>;

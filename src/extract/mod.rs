@@ -98,19 +98,7 @@ pub async fn extract(
             SourceSeries::default(),
             true,
         ),
-        fetch::Fetched::Parsed {
-            series,
-            sha256,
-            etag,
-            last_modified,
-        } => {
-            let fingerprint = Fingerprint {
-                sha256,
-                etag,
-                last_modified,
-            };
-            (fingerprint, series, false)
-        }
+        fetch::Fetched::Parsed(fingerprint, series) => (fingerprint, series, false),
     };
     let unchanged = not_modified || previous.is_some_and(|p| p.sha256 == fingerprint.sha256);
     tracing::info!(

@@ -379,7 +379,7 @@ impl<'a, R: Read> Records<'a, R> {
     /// cannot pass, and its field count is its commas plus one. Consumes it and returns that
     /// count; `None` leaves everything else to the full scan.
     ///
-    /// One pass, 64 bytes at a time ([`classify`]), finds the record's end, counts its
+    /// One pass, 64 bytes at a time ([`classify_avx2`] or [`classify_swar`]), finds the record's end, counts its
     /// commas and notes whether the first byte of a wanted value occurs at all (rare in
     /// practice: only then are the record's bytes searched for the values).
     #[inline]
@@ -686,7 +686,7 @@ fn classify_avx2(block: &[u8; 64], first: u8) -> Masks {
     }
 }
 
-/// [`classify`] without SIMD: [`bytes_equal`] on eight-byte words, each word's eight high
+/// [`classify_avx2`] without SIMD: [`bytes_equal`] on eight-byte words, each word's eight high
 /// bits gathered into one byte of the mask.
 fn classify_swar(block: &[u8; 64], first: u8) -> Masks {
     let mut m = Masks {
@@ -979,16 +979,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_match_the_csv_crate_on_random_inputs() {
-        // A fixed xorshift stream: the same inputs on every run.
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
+    /// A fixed xorshift stream: the same inputs on every run.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    #[test]
+    fn records_match_the_csv_crate_on_random_inputs() {
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         let pieces: [&[u8]; 10] = [
             b"US", b",", b"\"", b"\n", b"\r", b"\r\n", b"x", b"U", b",,", b"1",
         ];
@@ -1005,15 +1008,12 @@ mod tests {
     /// bytes they look for.
     #[test]
     fn both_block_classifiers_agree() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let alphabet = b",\n\r\"US x1";
         for _ in 0..2000 {
             let mut block = [0u8; 64];
             for b in &mut block {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *b = alphabet[(state % alphabet.len() as u64) as usize];
+                *b = alphabet[(next() % alphabet.len() as u64) as usize];
             }
             let swar = classify_swar(&block, b'U');
             let expected = |f: &dyn Fn(u8) -> bool| {
