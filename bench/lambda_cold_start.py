@@ -60,7 +60,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         print(f"{'function':<14} {'zip bytes':>10} {'median ms':>10} {'max ms':>8}")
         for name in FUNCTIONS:
-            zip_path = os.path.join(ZIP_DIR, name, "bootstrap.zip")
+            zip_path = os.path.join(ZIP_DIR, name, f"{name}.zip")
             with zipfile.ZipFile(zip_path) as z:
                 z.extract("bootstrap", os.path.join(tmp, name))
             binary = os.path.join(tmp, name, "bootstrap")

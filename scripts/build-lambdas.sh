@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the six Lambda binaries (the five states and the daily starter) as
 # provided.al2023 `bootstrap` zips:
-#   target/lambda/<name>/bootstrap.zip
+#   target/lambda/<name>/<name>.zip   (cargo-lambda writes bootstrap.zip; renamed, because
+#                                      Serverless v3 keys the S3 upload by file name)
 # and write target/lambda/build.json ({"architecture": "..."}), which
 # serverless.yml reads for provider.architecture — so what is deployed is
 # always the architecture that was built. The architecture is chosen here and
@@ -67,10 +68,11 @@ end=$(date +%s)
 for l in "${LAMBDAS[@]}"; do
   z="$LAMBDA_DIR/$l/bootstrap.zip"
   [ -s "$z" ] || { echo "build-lambdas: missing $z" >&2; exit 1; }
+  mv -f "$z" "$LAMBDA_DIR/$l/$l.zip"
 done
 printf '{"architecture": "%s", "target": "%s"}\n' "$ARCH" "$TRIPLE" > "$LAMBDA_DIR/build.json"
 
 echo "build-lambdas: done in $((end - start))s"
 for l in "${LAMBDAS[@]}"; do
-  printf '  %-14s %8s bytes\n' "$l" "$(stat -c %s "$LAMBDA_DIR/$l/bootstrap.zip")"
+  printf '  %-14s %8s bytes\n' "$l" "$(stat -c %s "$LAMBDA_DIR/$l/$l.zip")"
 done

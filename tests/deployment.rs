@@ -9,8 +9,8 @@
 //!   the 26-hour staleness alarm and the table retained; any other stage expects none.
 //! - `COVID_ETL_EXPECT_RATE` (default `rate(1 day)`): the schedule expression.
 //! - `COVID_ETL_EXPECT_ARCH` (optional): `arm64` or `x86_64` for every function.
-//!
-//! Uses only serde_json and std.
+//! - `COVID_ETL_ARTIFACT_DIR`: the zips the template was packaged from
+//!   (`<fn>/<fn>.zip`), to check each function's `CodeSha256` pin; required with `CI=true`.
 
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
@@ -144,6 +144,65 @@ fn the_state_machine(t: &Value) -> (&String, &Value) {
 
 fn lambda_id(function: &str) -> String {
     format!("{function}LambdaFunction")
+}
+
+/// The build name of a function key: `DiffAndLoad` -> `diff-and-load` (the crate under
+/// `lambdas/` and its zip `<name>/<name>.zip`).
+fn crate_name(function: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in function.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+#[test]
+fn every_function_has_its_own_s3_key_and_version_pin() {
+    // Serverless v3 keys an uploaded artifact by its file name: seven `bootstrap.zip`
+    // would be uploaded to one key and every function would run the last one.
+    let Some(t) = template() else { return };
+    let artifacts = match std::env::var("COVID_ETL_ARTIFACT_DIR") {
+        Ok(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("COVID_ETL_ARTIFACT_DIR is not set but CI=true (tests/deploy/check.sh sets it)")
+        }
+        _ => None,
+    };
+    let mut keys = BTreeSet::new();
+    for function in FUNCTIONS.iter().chain([&STARTER, &API]) {
+        let id = lambda_id(function);
+        let code = &resource(&t, &id)["Properties"]["Code"];
+        let key = code["S3Key"].as_str().unwrap_or_else(|| panic!("{id}: S3Key"));
+        let name = crate_name(function);
+        assert!(
+            key.ends_with(&format!("/{name}.zip")),
+            "{id}: S3Key {key} is not {name}.zip"
+        );
+        assert!(keys.insert(key.to_owned()), "{id}: S3Key {key} is shared");
+
+        let versions: Vec<_> = of_type(&t, "AWS::Lambda::Version")
+            .into_iter()
+            .filter(|(_, v)| v["Properties"]["FunctionName"] == json!({"Ref": id}))
+            .collect();
+        assert_eq!(versions.len(), 1, "{id}: one AWS::Lambda::Version");
+        let pinned = versions[0].1["Properties"]["CodeSha256"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: CodeSha256"));
+        if let Some(dir) = &artifacts {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            let zip = dir.join(&name).join(format!("{name}.zip"));
+            let bytes = std::fs::read(&zip).unwrap_or_else(|e| panic!("{}: {e}", zip.display()));
+            let own = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes));
+            assert_eq!(pinned, own, "{id}: CodeSha256 is not the sha256 of {}", zip.display());
+        } else {
+            eprintln!("{id}: CodeSha256 not compared: COVID_ETL_ARTIFACT_DIR is not set");
+        }
+    }
+    assert_eq!(keys.len(), FUNCTIONS.len() + 2);
 }
 
 /// A string token standing for an intrinsic, the same on both sides of a comparison.

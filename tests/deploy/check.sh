@@ -10,7 +10,9 @@
 #
 # The Lambda zips are NOT built: `serverless package` only needs files at the
 # artifact paths (it copies them, never opens them), so this script makes tiny
-# placeholder zips in a temp dir and passes --param="artifactDir=...". Set
+# placeholder zips (one distinct content each) in target/placeholder-lambda and passes
+# --param="artifactDir=..."; the deployment test checks each function's CodeSha256
+# pin against its own zip there (COVID_ETL_ARTIFACT_DIR). Set
 # ARTIFACT_DIR=target/lambda to package real zips from scripts/build-lambdas.sh
 # instead (CI's arm64 job does). ARCH (default arm64) is the placeholders'
 # architecture.
@@ -59,7 +61,10 @@ if [ -n "${ARTIFACT_DIR:-}" ]; then
   ARCH="$(node -p "require('$ART/build.json').architecture")"
   echo "check: packaging real artifacts from $ART ($ARCH)"
 else
-  ART="$TMP/artifacts"
+  # Kept under target/ (not $TMP) so that scripts/test.sh's later `cargo test` can check
+  # the templates' CodeSha256 pins against these same zips.
+  ART="$ROOT/target/placeholder-lambda"
+  rm -rf "$ART"
   for l in extract-nyt extract-jhu merge diff-and-load notify start-daily api; do
     mkdir -p "$ART/$l"
     printf '#!/bin/sh\necho "placeholder for %s: run scripts/build-lambdas.sh" >&2\nexit 1\n' "$l" \
@@ -70,7 +75,7 @@ import sys, zipfile
 d = sys.argv[1]
 info = zipfile.ZipInfo("bootstrap", date_time=(2020, 1, 1, 0, 0, 0))
 info.external_attr = 0o100755 << 16  # executable, as Lambda needs
-with zipfile.ZipFile(f"{d}/bootstrap.zip", "w") as z:
+with zipfile.ZipFile(f"{d}/{d.rsplit('/', 1)[-1]}.zip", "w") as z:
     z.writestr(info, open(f"{d}/bootstrap", "rb").read())
 PY
   done
@@ -133,6 +138,7 @@ step "actionlint (.github/workflows)" lint_workflows
 cargo_test() { # cargo_test TEMPLATE STAGE
   [ -s "$1" ] || { echo "no template $1"; return 1; }
   CI=true COVID_ETL_TEMPLATE="$1" COVID_ETL_EXPECT_STAGE="$2" COVID_ETL_EXPECT_ARCH="$ARCH" \
+    COVID_ETL_ARTIFACT_DIR="$ART" \
     COVID_ETL_EXPECT_RATE="rate(1 day)" \
     cargo test --locked --test deployment
 }
