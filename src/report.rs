@@ -112,15 +112,29 @@ pub fn steps(events: &[HistoryEvent], finished: bool) -> Vec<StepView> {
 }
 
 /// The last error of an execution and the state it happened in, for executions whose end no
-/// Catch saw (timed out, aborted): what an operator needs first.
+/// Catch saw (a failing step, a timeout, an abort): what an operator needs first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LastFailure {
     pub state: Option<String>,
     pub error: Option<String>,
     pub cause: Option<String>,
+    /// The last attempt entered a Fail state: the definition's failure branch, which has
+    /// already published its own message.
+    pub reached_fail_state: bool,
 }
 
 pub fn last_failure(events: &[HistoryEvent]) -> LastFailure {
+    // A redriven execution's history holds every attempt; the last one decides.
+    let attempt = events
+        .iter()
+        .rposition(|e| {
+            matches!(
+                e.kind,
+                EventKind::ExecutionStarted | EventKind::ExecutionRedriven
+            )
+        })
+        .map_or(events, |i| &events[i..]);
+    let events = attempt;
     let failing = events.iter().rev().find(|e| {
         matches!(
             e.kind,
@@ -137,12 +151,27 @@ pub fn last_failure(events: &[HistoryEvent]) -> LastFailure {
         .rev()
         .find(|e| format!("{:?}", e.kind).ends_with("StateEntered"))
         .and_then(|e| e.state_name.clone());
+    let error = failing.and_then(|e| text(&e.details, "error"));
+    // The innermost Task that raised the execution's error (a Parallel or the execution
+    // itself only passes it on), else the state the execution was in.
+    let innermost = events
+        .iter()
+        .rev()
+        .find(|e| {
+            matches!(e.kind, EventKind::TaskFailed | EventKind::TaskTimedOut)
+                && error.is_some()
+                && text(&e.details, "error") == error
+        })
+        .and_then(|e| e.state_name.clone());
     LastFailure {
-        state: failing.and_then(|e| e.state_name.clone()).or(last_entered),
-        error: failing.and_then(|e| text(&e.details, "error")),
+        state: innermost
+            .or_else(|| failing.and_then(|e| e.state_name.clone()))
+            .or(last_entered),
+        error,
         cause: failing
             .and_then(|e| text(&e.details, "cause"))
             .map(|c| cause_message(&c)),
+        reached_fail_state: events.iter().any(|e| e.kind == EventKind::FailStateEntered),
     }
 }
 

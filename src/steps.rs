@@ -237,9 +237,10 @@ pub async fn notify(
     })
 }
 
-/// An execution that timed out, was aborted, or failed outside the failure branch, as
-/// EventBridge reports it. `last` is its last error read from the execution's history. A
-/// FAILED execution the failure branch already recorded is not reported twice.
+/// An execution that failed in a step, timed out or was aborted, as EventBridge reports it
+/// (and the local runner, in its place). `last` is its last error read from the execution's
+/// history. A FAILED execution whose last attempt reached the definition's failure branch
+/// (a Fail state) published its own message and is not reported twice.
 pub async fn status_change(
     detail: StatusChangeDetail,
     last: crate::report::LastFailure,
@@ -251,7 +252,7 @@ pub async fn status_change(
     let status = match detail.status.as_str() {
         "TIMED_OUT" => RunOutcome::TimedOut,
         "ABORTED" => RunOutcome::Aborted,
-        "FAILED" if ledger.run(&detail.execution_arn).await?.is_none() => RunOutcome::Failed,
+        "FAILED" if !last.reached_fail_state => RunOutcome::Failed,
         _ => return Ok(NotifyOutcome::AlreadyReported),
     };
     let started_at = detail
@@ -570,6 +571,7 @@ mod tests {
             state: Some("DiffAndLoad".into()),
             error: Some("States.Timeout".into()),
             cause: Some("Task timed out after 300 s".into()),
+            reached_fail_state: false,
         };
         let settings = NotifySettings::from_env();
         let outcome = status_change(
@@ -603,18 +605,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failure_the_failure_branch_recorded_is_not_reported_twice() {
+    async fn a_failure_is_reported_unless_the_failure_branch_reported_it() {
         let (ledger, notifier) = (
             crate::store::MemoryStore::default(),
             crate::notify::MemoryNotifier::default(),
         );
         let settings = NotifySettings::from_env();
-        let last = crate::report::LastFailure::default();
         let now = chrono::Utc::now();
-        // Not yet recorded (the failure branch itself failed): reported.
-        let first = status_change(
-            detail("FAILED"),
-            last.clone(),
+        let failed_in_a_step = crate::report::LastFailure {
+            state: Some("DiffAndLoad".into()),
+            error: Some("StoreError".into()),
+            ..Default::default()
+        };
+        let report =
+            |last| status_change(detail("FAILED"), last, &notifier, &ledger, settings, now);
+        // A step failed, uncaught: reported, and again after a redrive that fails once more.
+        for _ in 0..2 {
+            let sent = report(failed_in_a_step.clone()).await.unwrap();
+            assert!(matches!(sent, NotifyOutcome::Sent(_)));
+        }
+        // The failure branch (a Fail state) published its own message: not reported twice.
+        let branch = crate::report::LastFailure {
+            reached_fail_state: true,
+            ..failed_in_a_step.clone()
+        };
+        assert!(matches!(
+            report(branch).await.unwrap(),
+            NotifyOutcome::AlreadyReported
+        ));
+        let ok = status_change(
+            detail("SUCCEEDED"),
+            failed_in_a_step,
             &notifier,
             &ledger,
             settings,
@@ -622,24 +643,8 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(matches!(first, NotifyOutcome::Sent(_)));
-        // Recorded now: the second event is not reported again; SUCCEEDED is never reported.
-        let again = status_change(
-            detail("FAILED"),
-            last.clone(),
-            &notifier,
-            &ledger,
-            settings,
-            now,
-        )
-        .await
-        .unwrap();
-        assert!(matches!(again, NotifyOutcome::AlreadyReported));
-        let ok = status_change(detail("SUCCEEDED"), last, &notifier, &ledger, settings, now)
-            .await
-            .unwrap();
         assert!(matches!(ok, NotifyOutcome::AlreadyReported));
-        assert_eq!(notifier.sent.lock().unwrap().len(), 1);
+        assert_eq!(notifier.sent.lock().unwrap().len(), 2);
     }
 
     #[test]

@@ -224,7 +224,7 @@ impl LocalRunner<'_> {
             .executor(&machine, &tee)
             .start(&record.id, &record.name, input)
             .await;
-        self.finish(&mut record, outcome, tee)?;
+        self.finish(&mut record, outcome, tee).await?;
         Ok(record)
     }
 
@@ -254,6 +254,7 @@ impl LocalRunner<'_> {
         };
         record.redrive_count += 1;
         record.status = "RUNNING".into();
+        let previous = self.db.history(&record.id)?;
         let tee = self.tee();
         let outcome = self
             .executor(&machine, &tee)
@@ -263,9 +264,10 @@ impl LocalRunner<'_> {
                 &state,
                 input,
                 record.input.clone(),
+                &previous,
             )
             .await;
-        self.finish(&mut record, outcome, tee)?;
+        self.finish(&mut record, outcome, tee).await?;
         Ok(record)
     }
 
@@ -282,7 +284,11 @@ impl LocalRunner<'_> {
             .with_stop(self.stop)
     }
 
-    fn finish(
+    /// Persists the execution, then does what the status-change rule does on AWS: a run that
+    /// failed or timed out without reaching the definition's own failure branch is reported
+    /// (ledger and notification) by [`steps::status_change`]. A local stop sends nothing: the
+    /// operator who pressed Ctrl-C knows.
+    async fn finish(
         &self,
         record: &mut ExecutionRecord,
         outcome: ExecutionOutcome,
@@ -301,7 +307,56 @@ impl LocalRunner<'_> {
         record.cause = outcome.cause.as_deref().map(crate::payload::cause_message);
         record.failed_state = outcome.failed_state;
         record.redrive_from = outcome.redrive_from;
-        self.db.finish_execution(record, &tee.keep.into_events())
+        let events = tee.keep.into_events();
+        self.db.finish_execution(record, &events)?;
+        if matches!(
+            outcome.status,
+            ExecutionStatus::Failed | ExecutionStatus::TimedOut
+        ) {
+            let detail = crate::payload::StatusChangeDetail {
+                execution_arn: record.id.clone(),
+                name: record.name.clone(),
+                status: record.status.clone(),
+                start_date: chrono::DateTime::parse_from_rfc3339(&record.started_at)
+                    .ok()
+                    .map(|t| t.timestamp_millis()),
+                error: record.error.clone(),
+                cause: record.cause.clone(),
+            };
+            let tasks = self.tasks;
+            let last = crate::report::last_failure(&events);
+            let reported = steps::status_change(
+                detail,
+                last.clone(),
+                tasks.notifier.as_ref(),
+                tasks.ledger.as_ref(),
+                tasks.notify_settings,
+                self.clock.now(),
+            )
+            .await;
+            if let Err(error) = reported {
+                // As the definition's PublishFailureDirect: when the notify function fails,
+                // the failure still reaches the topic, in a plainer message.
+                tracing::warn!(%error, "reporting the failed execution failed; publishing directly");
+                let state = last.state.as_deref().unwrap_or("?");
+                let mut attributes = std::collections::BTreeMap::new();
+                attributes.insert("status".to_owned(), record.status.clone());
+                attributes.insert("failedState".to_owned(), state.to_owned());
+                let notification = Notification {
+                    subject: subject_line(&format!("covid-etl {} in {state}", record.status)),
+                    message: format!(
+                        "covid-etl execution {} {} in state {state}: {}: {}\nReporting it failed: {error}",
+                        record.id,
+                        record.status,
+                        last.error.as_deref().unwrap_or_default(),
+                        last.cause.as_deref().unwrap_or_default(),
+                    ),
+                    attributes,
+                };
+                tasks.fallback.publish(&notification).await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -320,11 +375,11 @@ mod tests {
         Some(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
     }
 
-    /// The production definition with a notify function that always fails: the failure
-    /// branch falls back to the direct `sns:publish`, and the execution still fails with the
-    /// original error.
+    /// The production definition with a notify function that always fails. A step that fails
+    /// ends the execution in that step; reporting it through the notify function fails, and
+    /// the report falls back to publishing directly, as PublishFailureDirect does on AWS.
     #[tokio::test]
-    async fn a_failing_notify_function_falls_back_to_sns_publish() {
+    async fn a_failing_notify_function_falls_back_to_a_direct_publish() {
         let mut broken = MockNotifier::new();
         broken
             .expect_publish()
@@ -365,22 +420,17 @@ mod tests {
         assert_eq!(run.error.as_deref(), Some("DataQualityError"));
         let sent = fallback.sent.lock().unwrap();
         assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].subject, "covid-etl FAILED in Extract");
-        assert_eq!(sent[0].attributes["failedState"], "Extract");
+        assert_eq!(sent[0].subject, "covid-etl FAILED in ExtractNyt");
+        assert_eq!(sent[0].attributes["failedState"], "ExtractNyt");
         assert!(
             sent[0].message.contains("2020-02-30"),
             "{}",
             sent[0].message
         );
-        let steps = crate::report::steps(&db.history(&run.id).unwrap(), true);
-        let names: Vec<_> = steps
-            .iter()
-            .map(|s| (s.name.as_str(), s.status.as_str()))
-            .collect();
-        assert!(names.contains(&("NotifyFailure", "CAUGHT")), "{names:?}");
-        assert!(
-            names.contains(&("PublishFailureDirect", "SUCCEEDED")),
-            "{names:?}"
+        // Redrivable from the step that failed, not from a Fail state.
+        assert_eq!(
+            run.redrive_from.as_ref().map(|(state, _)| state.as_str()),
+            Some("Extract")
         );
         assert_eq!(store.write_calls(), 0);
     }

@@ -592,10 +592,31 @@ async fn deployed_definition_falls_back_to_a_direct_sns_publish() {
     let machine = create_state_machine(&config, "covid-etl", &topic).await;
 
     // moto's simulated Lambda can only fail one way: a result over Lambda's 6 MB limit is
-    // turned into a `Function.ResponseSizeTooLarge` function error. Both extract branches
-    // and then NotifyFailure fail that way, so the run must reach PublishFailureDirect.
+    // turned into a `Function.ResponseSizeTooLarge` function error. The work steps succeed;
+    // NotifySuccess and then NotifyFailure fail that way, so the run must reach
+    // PublishFailureDirect. (A failing work step is not caught: it ends the execution in
+    // that step, for redrive, and the status-change rule reports it.)
+    let (nyt, jhu) = (fixture("nyt/us.csv"), fixture("jhu/combined.csv"));
+    let ((n, j), merged) = extract_and_merge(&nyt, &jhu).await;
+    let load = steps::diff_and_load(
+        LoadRequest {
+            merged: merged.clone(),
+            options: RunOptions::default(),
+        },
+        &MemoryStore::default(),
+    )
+    .await
+    .unwrap();
     let too_big = json!({"padding": "x".repeat(6_100_000)}).to_string();
-    queue_lambda_results(&moto, &[too_big.clone(), too_big.clone(), too_big]).await;
+    let results = [
+        serde_json::to_string(&n).unwrap(),
+        serde_json::to_string(&j).unwrap(),
+        serde_json::to_string(&merged).unwrap(),
+        serde_json::to_string(&load).unwrap(),
+        too_big.clone(),
+        too_big,
+    ];
+    queue_lambda_results(&moto, &results).await;
 
     let arn = sfn::start_execution(&client, &machine, Some("broken"), "{}")
         .await
@@ -607,8 +628,9 @@ async fn deployed_definition_falls_back_to_a_direct_sns_publish() {
     let history = sfn::history(&client, &arn).await.unwrap();
     let entered = states_entered(&history);
     for state in [
-        "Extract",
-        "ExtractFailed",
+        "DiffAndLoad",
+        "NotifySuccess",
+        "NotifySuccessFailed",
         "NotifyFailure",
         "PublishFailureDirect",
         "Failed",
@@ -630,9 +652,9 @@ async fn deployed_definition_falls_back_to_a_direct_sns_publish() {
 
     let published = moto.published(&topic).await;
     assert_eq!(published.len(), 1, "{published:?}");
-    assert_eq!(published[0][2], json!("covid-etl FAILED in Extract"));
+    assert_eq!(published[0][2], json!("covid-etl FAILED in NotifySuccess"));
     assert_eq!(attr(&published[0], "status"), json!("FAILED"));
-    assert_eq!(attr(&published[0], "failedState"), json!("Extract"));
+    assert_eq!(attr(&published[0], "failedState"), json!("NotifySuccess"));
     let message = published[0][1].as_str().unwrap();
     assert!(
         message.contains(&arn) && message.contains("Function.ResponseSizeTooLarge"),

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
 use super::definition::{Graph, Kind, Selector, State, StateMachine, Text};
-use super::history::{EventKind, Flow, HistorySink, Recorder};
+use super::history::{EventKind, Flow, HistoryEvent, HistorySink, Recorder};
 use super::path::select;
 use super::retry::{RetryBudget, matches};
 use super::{
@@ -78,8 +78,13 @@ struct Run<'r> {
     context_base: Value,
     /// The top-level state being run and the input it was entered with.
     current: Mutex<Entry>,
-    /// The first caught error: its innermost state, and the top-level state it happened in.
-    first_catch: Mutex<Option<(Option<String>, Entry)>>,
+    /// The innermost state of the first caught error: what an operator is shown as the
+    /// failed state of a run that went through a Catch.
+    first_catch: Mutex<Option<Option<String>>>,
+    /// On a redrive into a Parallel state: the outputs of its branches that succeeded in the
+    /// previous attempt (`None` for a branch to run again). Step Functions redrives "only the
+    /// iterations and branches that failed or aborted".
+    redriven_branches: Option<(String, Vec<Option<Value>>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -172,6 +177,7 @@ impl<'a> Executor<'a> {
             input.clone(),
             input,
             EventKind::ExecutionStarted,
+            None,
         )
         .await
     }
@@ -179,6 +185,8 @@ impl<'a> Executor<'a> {
     /// Resumes (redrives) an execution: runs from top-level state `state` with `input` as that
     /// state's raw input, while `$$.Execution.Input` stays `original_input`. Event ids restart
     /// at 1 and the machine timeout restarts too; the first event is `ExecutionRedriven`.
+    /// `previous` is the history so far: when `state` is a Parallel, the branches that
+    /// succeeded in the last attempt keep their outputs and are not run again.
     pub async fn resume(
         &self,
         execution_id: &str,
@@ -186,7 +194,18 @@ impl<'a> Executor<'a> {
         state: &str,
         input: Value,
         original_input: Value,
+        previous: &[HistoryEvent],
     ) -> ExecutionOutcome {
+        let redriven_branches = self
+            .machine
+            .graph
+            .states
+            .get(state)
+            .and_then(|s| match &s.kind {
+                Kind::Parallel { branches } => Some(succeeded_branches(branches, state, previous)),
+                _ => None,
+            })
+            .map(|outputs| (state.to_owned(), outputs));
         self.execute(
             execution_id,
             name,
@@ -194,6 +213,7 @@ impl<'a> Executor<'a> {
             input,
             original_input,
             EventKind::ExecutionRedriven,
+            redriven_branches,
         )
         .await
     }
@@ -206,6 +226,7 @@ impl<'a> Executor<'a> {
         input: Value,
         original_input: Value,
         first: EventKind,
+        redriven_branches: Option<(String, Vec<Option<Value>>)>,
     ) -> ExecutionOutcome {
         let context_base = json!({
             "Execution": {"Id": execution_id, "Name": name, "Input": original_input, "StartTime": timestamp(self.clock.now())},
@@ -218,6 +239,7 @@ impl<'a> Executor<'a> {
             context_base,
             current: Mutex::new(None),
             first_catch: Mutex::new(None),
+            redriven_branches,
         };
         let flow = Flow::after(0);
         let input_text = to_text(&input);
@@ -328,12 +350,10 @@ impl Run<'_> {
         let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
         outcome.error = non_empty(failure.error.error);
         outcome.cause = non_empty(failure.error.cause);
-        let top;
-        (outcome.failed_state, top) = match first_catch {
-            Some((state, top)) => (state, top),
-            None => (failure.state, current),
-        };
-        outcome.redrive_from = top.map(|(state, input)| {
+        outcome.failed_state = first_catch.unwrap_or(failure.state);
+        // As Step Functions: a redrive reruns the state the execution ended in (the one
+        // entered and never exited), even when that is the Fail state a Catch led to.
+        outcome.redrive_from = current.map(|(state, input)| {
             let input = serde_json::from_str(&input).expect("the engine wrote this JSON");
             (state, input)
         });
@@ -513,10 +533,7 @@ impl Run<'_> {
                 .map_err(|c| Failure::at(state, STATES_RUNTIME, c))?,
             None => raw,
         };
-        let mut first = lock(&self.first_catch);
-        if first.is_none() {
-            *first = Some((failure.state, lock(&self.current).clone()));
-        }
+        lock(&self.first_catch).get_or_insert(failure.state);
         Ok(Step::to(Some(catcher.next.clone()), output))
     }
 
@@ -632,9 +649,17 @@ impl Run<'_> {
         flow: &Flow,
     ) -> Result<Value, Failure> {
         let started = self.record(flow, EventKind::ParallelStateStarted, state, json!({}));
-        let runs = branches.iter().map(|graph| {
+        let kept = match &self.redriven_branches {
+            Some((name, outputs)) if *name == state.name => outputs.as_slice(),
+            _ => &[],
+        };
+        let runs = branches.iter().enumerate().map(|(i, graph)| {
             let (input, text) = (input.clone(), input_text.clone());
+            let kept = kept.get(i).cloned().flatten();
             async move {
+                if let Some(output) = kept {
+                    return Ok(output);
+                }
                 let branch_flow = Flow::after(started);
                 self.run_graph(graph, &graph.start_at, input, text, &branch_flow, false)
                     .await
@@ -652,6 +677,37 @@ impl Run<'_> {
             }
         }
     }
+}
+
+/// The outputs of `parallel`'s branches that ended successfully in the last attempt recorded
+/// in `previous` (after its last `ParallelStateStarted`), in branch order; `None` for the
+/// others. A branch's output is the output of its terminal state's `…StateExited` event.
+fn succeeded_branches(
+    branches: &[Graph],
+    parallel: &str,
+    previous: &[HistoryEvent],
+) -> Vec<Option<Value>> {
+    let last_attempt = previous
+        .iter()
+        .rposition(|e| {
+            e.kind == EventKind::ParallelStateStarted && e.state_name.as_deref() == Some(parallel)
+        })
+        .map_or(&[][..], |i| &previous[i..]);
+    branches
+        .iter()
+        .map(|graph| {
+            last_attempt.iter().find_map(|e| {
+                let state = graph.states.get(e.state_name.as_deref()?)?;
+                let exited = EventKind::state(state.kind.type_name(), false) == Some(e.kind);
+                let terminal = state.next.is_none() && !matches!(state.kind, Kind::Choice { .. });
+                let output = e.details.get("output")?;
+                (exited && terminal).then(|| match output {
+                    Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+                    other => other.clone(),
+                })
+            })
+        })
+        .collect()
 }
 
 /// ResultSelector → ResultPath (into the raw input) → OutputPath, then the payload limit.

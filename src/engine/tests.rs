@@ -649,10 +649,11 @@ async fn failing_branch_cancels_sibling_and_catch_chain_reaches_fallback() {
         (Some("Lambda.ServiceException"), Some(cause))
     );
     assert_eq!(outcome.failed_state.as_deref(), Some("ExtractNyt"));
-    assert_eq!(
-        outcome.redrive_from,
-        Some(("ExtractAll".to_string(), input))
-    );
+    // Step Functions redrives the state the execution ended in, entered and never exited:
+    // after a Catch, that is the Fail state at the end of the failure branch.
+    let (redrive_state, redrive_input) = outcome.redrive_from.clone().unwrap();
+    assert_eq!(redrive_state, "FailRun");
+    assert_eq!(redrive_input["day"], input["day"]);
     assert_eq!(
         h.calls("NotifyFailure"),
         [json!({"subject": "ETL failed", "message": format!("Lambda.ServiceException: {cause}")})]
@@ -701,6 +702,53 @@ async fn uncaught_branch_failure_reports_innermost_state() {
     assert_eq!(
         outcome.redrive_from,
         Some(("ExtractAll".to_string(), json!({})))
+    );
+}
+
+/// RedriveExecution "reschedules and redrives only the iterations and branches that failed or
+/// aborted": the branch that succeeded keeps its output from the last attempt.
+#[tokio::test]
+async fn a_redriven_parallel_reruns_only_the_failed_branch() {
+    let mut definition = production_machine();
+    definition["States"]["ExtractAll"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Catch");
+    let h = Harness::new(
+        definition.clone(),
+        &[
+            (
+                "ExtractNyt",
+                vec![Reply::Ok(json!({"from": "first attempt"}))],
+            ),
+            ("ExtractJhu", vec![Reply::Err("DataQualityError")]),
+        ],
+    );
+    let failed = h.run(json!({"day": 1})).await;
+    assert_eq!(failed.status, ExecutionStatus::Failed);
+    let (state, input) = failed.redrive_from.unwrap();
+    assert_eq!(state, "ExtractAll");
+    let previous = h.history.events();
+
+    let h = Harness::new(definition, &[("ExtractNyt", vec![Reply::Err("NotCalled")])]);
+    let outcome = h
+        .executor()
+        .resume("arn:exec", "r", &state, input, json!({"day": 1}), &previous)
+        .await;
+    assert_eq!(outcome.status, ExecutionStatus::Succeeded, "{outcome:?}");
+    assert!(
+        h.calls("ExtractNyt").is_empty(),
+        "the succeeded branch ran again"
+    );
+    assert_eq!(h.calls("ExtractJhu").len(), 1);
+    // Without the previous history both branches run.
+    let h = Harness::new(production_machine(), &[]);
+    h.executor()
+        .resume("arn:exec", "r", "ExtractAll", json!({}), json!({}), &[])
+        .await;
+    assert_eq!(
+        (h.calls("ExtractNyt").len(), h.calls("ExtractJhu").len()),
+        (1, 1)
     );
 }
 
@@ -980,6 +1028,7 @@ async fn resume_runs_from_a_top_level_state() {
             "ExtractAll",
             input.clone(),
             original.clone(),
+            &[],
         )
         .await;
     assert_eq!(outcome.status, ExecutionStatus::Succeeded);
@@ -1002,6 +1051,7 @@ async fn resume_runs_from_a_top_level_state() {
             "T",
             json!({"mid": 1}),
             json!({"start": 0}),
+            &[],
         )
         .await;
     assert_eq!(outcome.output, Some(json!({"orig": {"start": 0}})));
@@ -1009,7 +1059,7 @@ async fn resume_runs_from_a_top_level_state() {
 
     let outcome = Harness::new(production_machine(), &[])
         .executor()
-        .resume("arn:exec", "r", "ExtractNyt", json!({}), json!({}))
+        .resume("arn:exec", "r", "ExtractNyt", json!({}), json!({}), &[])
         .await;
     assert_eq!(
         (outcome.status, outcome.error.as_deref()),
@@ -1059,7 +1109,7 @@ fn executions_can_be_spawned() {
     let h = Harness::states(json!({"T": task(json!({}))}), &[]);
     let executor = h.executor();
     assert_send(executor.start("id", "name", json!({})));
-    assert_send(executor.resume("id", "name", "T", json!({}), json!({})));
+    assert_send(executor.resume("id", "name", "T", json!({}), json!({}), &[]));
 }
 
 /// The definition we deploy must stay within what this engine accepts.
