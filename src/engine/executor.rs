@@ -176,8 +176,7 @@ impl<'a> Executor<'a> {
             start,
             input.clone(),
             input,
-            EventKind::ExecutionStarted,
-            None,
+            Begin::Start,
         )
         .await
     }
@@ -212,8 +211,7 @@ impl<'a> Executor<'a> {
             state,
             input,
             original_input,
-            EventKind::ExecutionRedriven,
-            redriven_branches,
+            Begin::Redrive(redriven_branches),
         )
         .await
     }
@@ -225,9 +223,12 @@ impl<'a> Executor<'a> {
         start: &str,
         input: Value,
         original_input: Value,
-        first: EventKind,
-        redriven_branches: Option<(String, Vec<Option<Value>>)>,
+        begin: Begin,
     ) -> ExecutionOutcome {
+        let (first, redriven_branches) = match begin {
+            Begin::Start => (EventKind::ExecutionStarted, None),
+            Begin::Redrive(branches) => (EventKind::ExecutionRedriven, branches),
+        };
         let context_base = json!({
             "Execution": {"Id": execution_id, "Name": name, "Input": original_input, "StartTime": timestamp(self.clock.now())},
             "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
@@ -271,6 +272,13 @@ impl<'a> Executor<'a> {
         };
         run.finish(end, &flow)
     }
+}
+
+/// How an execution begins: from `StartAt`, or redriven (with the kept outputs of a
+/// Parallel's succeeded branches, when it resumes at a Parallel).
+enum Begin {
+    Start,
+    Redrive(Option<(String, Vec<Option<Value>>)>),
 }
 
 /// `future`, or one that never completes when there is none.
