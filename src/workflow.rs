@@ -1,19 +1,19 @@
 //! The state machine on the local engine: the one definition file, the in-process task
 //! handlers its resources map to, and executions persisted in the embedded database.
 
+use crate::backends::Backends;
 use crate::engine::{
-    Clock, ExecutionOutcome, ExecutionStatus, Executor, HistoryEvent, HistorySink, Jitter,
-    MemoryHistory, StateMachine, TaskContext, TaskError, TaskHandler,
+    Clock, EventKind, ExecutionOutcome, ExecutionStatus, Executor, HistoryEvent, HistorySink,
+    Jitter, StateMachine, TaskContext, TaskError, TaskHandler,
 };
 use crate::error::{EtlError, Result};
 use crate::extract::SourceKind;
-use crate::ledger::RunLedger;
-use crate::notify::{Notification, Notifier, subject_line};
+use crate::notify::{Notification, subject_line};
 use crate::payload::{ErrorInfo, RunOptions};
 use crate::steps::{self, SourceConfig};
-use crate::store::{ExecutionRecord, SqliteDb, Store};
+use crate::store::{ExecutionRecord, HEARTBEAT_EVERY, HistoryWriter, SqliteDb};
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::Mutex;
 use tokio::sync::Notify;
 
 /// `statemachine/etl.asl.json`, compiled into the binary: the same file AWS runs.
@@ -55,12 +55,9 @@ impl Resource {
 pub struct LocalTasks {
     pub sources: SourceConfig,
     pub quality: steps::QualityPolicy,
-    pub store: Arc<dyn Store>,
-    pub ledger: Arc<dyn RunLedger>,
-    pub notifier: Arc<dyn Notifier>,
+    /// Store, ledger, notifier and the direct `sns:publish` fallback, built together.
+    pub backends: Backends,
     pub notify_settings: steps::NotifySettings,
-    /// Where the direct `sns:publish` fallback goes (on AWS, the same topic).
-    pub fallback: Arc<dyn Notifier>,
 }
 
 #[async_trait::async_trait]
@@ -96,7 +93,7 @@ impl LocalTasks {
                         kind,
                         steps::parse_payload(input)?,
                         self.sources.clone(),
-                        self.ledger.as_ref(),
+                        self.backends.store.as_ref(),
                     )
                     .await?,
                 )
@@ -107,13 +104,15 @@ impl LocalTasks {
                 chrono::Utc::now().date_naive(),
             )?),
             "DiffAndLoad" => to_value(
-                steps::diff_and_load(steps::parse_payload(input)?, self.store.as_ref()).await?,
+                steps::diff_and_load(steps::parse_payload(input)?, self.backends.store.as_ref())
+                    .await?,
             ),
             "Notify" => to_value(
                 steps::notify(
                     steps::parse_payload(input)?,
-                    self.notifier.as_ref(),
-                    self.ledger.as_ref(),
+                    self.backends.notifier.as_ref(),
+                    self.backends.ledger.as_ref(),
+                    self.backends.store.as_ref(),
                     self.notify_settings,
                     chrono::Utc::now(),
                 )
@@ -150,7 +149,8 @@ impl LocalTasks {
             message: text("Message"),
             attributes,
         };
-        self.fallback
+        self.backends
+            .fallback
             .publish(&notification)
             .await
             .map_err(|e| EtlError::Execution {
@@ -178,16 +178,59 @@ pub struct LocalRunner<'a> {
     pub stop: &'a Notify,
 }
 
-/// Forwards events to the observer and keeps them for the database.
-struct Tee<'a> {
-    keep: MemoryHistory,
+/// Forwards events to the observer and writes each to the database as it happens, with the
+/// redrive checkpoint: the last top-level state entered, until an error is caught (then the
+/// state whose error was caught stays the checkpoint, as the engine's own redrive point).
+/// If the process dies, the execution is reconciled to `ABORTED` and resumes from there.
+struct Persisting<'a> {
     observer: &'a dyn HistorySink,
+    machine: &'a StateMachine,
+    history: HistoryWriter,
+    progress: Mutex<Checkpointing>,
 }
 
-impl HistorySink for Tee<'_> {
+#[derive(Default)]
+struct Checkpointing {
+    /// A Task or Parallel failed and has not succeeded since: entering another top-level
+    /// state now means the failure was caught.
+    failure_pending: bool,
+    /// A failure was caught: the checkpoint no longer moves.
+    frozen: bool,
+    /// The first error writing the history, reported when the execution ends.
+    error: Option<EtlError>,
+}
+
+impl HistorySink for Persisting<'_> {
     fn record(&self, event: &HistoryEvent) {
         self.observer.record(event);
-        self.keep.record(event);
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        use EventKind::*;
+        let checkpoint = match event.kind {
+            TaskFailed | TaskTimedOut | ParallelStateFailed => {
+                progress.failure_pending = true;
+                false
+            }
+            TaskSucceeded | ParallelStateSucceeded => {
+                progress.failure_pending = false;
+                false
+            }
+            TaskStateEntered | ParallelStateEntered | PassStateEntered | ChoiceStateEntered
+            | SucceedStateEntered | FailStateEntered => {
+                let top = event
+                    .state_name
+                    .as_deref()
+                    .is_some_and(|s| self.machine.top_level_state_of(s) == Some(s));
+                if top && progress.failure_pending {
+                    progress.frozen = true;
+                }
+                top && !progress.frozen
+            }
+            _ => false,
+        };
+        if let Err(e) = self.history.append(event, checkpoint) {
+            tracing::error!(error = %e, "cannot record a history event");
+            progress.error.get_or_insert(e);
+        }
     }
 }
 
@@ -219,64 +262,74 @@ impl LocalRunner<'_> {
             input.clone(),
         );
         self.db.insert_execution(&record)?;
-        let tee = self.tee();
-        let outcome = self
-            .executor(&machine, &tee)
-            .start(&record.id, &record.name, input)
-            .await;
-        self.finish(&mut record, outcome, tee)?;
+        let sink = self.persisting(&machine, &record.id)?;
+        let executor = self.executor(&machine, &sink);
+        let run = executor.start(&record.id, &record.name, input);
+        let outcome = self.with_heartbeat(&record.id, run).await;
+        self.finish(&mut record, outcome, sink)?;
         Ok(record)
     }
 
-    /// Redrives a failed execution from the state that failed, with that state's recorded
-    /// input, keeping the original execution input (Step Functions' RedriveExecution).
+    /// Redrives a failed, timed-out or aborted execution from the state that failed (or the
+    /// state it had reached), with that state's recorded input, keeping the original execution
+    /// input (Step Functions' RedriveExecution). The execution is claimed with one conditional
+    /// update, so two concurrent redrives cannot both run it.
     pub async fn redrive(&self, id_or_name: &str) -> Result<ExecutionRecord> {
         let machine = state_machine()?;
-        let mut record = self
-            .db
-            .execution(id_or_name)?
-            .ok_or_else(|| EtlError::Execution {
-                name: "ExecutionDoesNotExist",
-                message: format!("no execution \"{id_or_name}\" in {}", "the local database"),
-            })?;
-        let Some((state, input)) = record
+        let mut record = self.db.claim_redrive(id_or_name)?;
+        // Killed before its first state: from the start, with the execution input.
+        let (state, input) = record
             .redrive_from
             .clone()
-            .filter(|_| record.status != "SUCCEEDED" && record.status != "RUNNING")
-        else {
-            return Err(EtlError::Execution {
-                name: "ExecutionNotRedrivable",
-                message: format!(
-                    "execution \"{}\" is {}: only a failed execution can be redriven",
-                    record.name, record.status
-                ),
-            });
-        };
-        record.redrive_count += 1;
-        record.status = "RUNNING".into();
-        let tee = self.tee();
-        let outcome = self
-            .executor(&machine, &tee)
-            .resume(
-                &record.id,
-                &record.name,
-                &state,
-                input,
-                record.input.clone(),
-            )
-            .await;
-        self.finish(&mut record, outcome, tee)?;
+            .unwrap_or_else(|| (machine.start_at().to_string(), record.input.clone()));
+        let sink = self.persisting(&machine, &record.id)?;
+        let executor = self.executor(&machine, &sink);
+        let run = executor.resume(
+            &record.id,
+            &record.name,
+            &state,
+            input,
+            record.input.clone(),
+        );
+        let outcome = self.with_heartbeat(&record.id, run).await;
+        self.finish(&mut record, outcome, sink)?;
         Ok(record)
     }
 
-    fn tee(&self) -> Tee<'_> {
-        Tee {
-            keep: MemoryHistory::new(),
-            observer: self.observer,
+    /// Runs `execution` while refreshing its heartbeat.
+    async fn with_heartbeat(
+        &self,
+        execution_id: &str,
+        execution: impl std::future::Future<Output = ExecutionOutcome>,
+    ) -> ExecutionOutcome {
+        let beat = async {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                if let Err(e) = self.db.heartbeat(execution_id) {
+                    tracing::warn!(error = %e, "cannot refresh the execution's heartbeat");
+                }
+            }
+        };
+        tokio::select! {
+            outcome = execution => outcome,
+            () = beat => unreachable!("the heartbeat loop never ends"),
         }
     }
 
-    fn executor<'m>(&'m self, machine: &'m StateMachine, sink: &'m Tee<'_>) -> Executor<'m> {
+    fn persisting<'m>(
+        &'m self,
+        machine: &'m StateMachine,
+        execution_id: &str,
+    ) -> Result<Persisting<'m>> {
+        Ok(Persisting {
+            observer: self.observer,
+            machine,
+            history: self.db.history_writer(execution_id)?,
+            progress: Mutex::default(),
+        })
+    }
+
+    fn executor<'m>(&'m self, machine: &'m StateMachine, sink: &'m Persisting<'_>) -> Executor<'m> {
         Executor::new(machine, self.tasks, self.clock, self.jitter, sink)
             .with_state_machine(LOCAL_STATE_MACHINE, "covid-etl")
             .with_stop(self.stop)
@@ -286,7 +339,7 @@ impl LocalRunner<'_> {
         &self,
         record: &mut ExecutionRecord,
         outcome: ExecutionOutcome,
-        tee: Tee<'_>,
+        sink: Persisting<'_>,
     ) -> Result<()> {
         record.finished_at = Some(stamp(self.clock.now()));
         record.status = match outcome.status {
@@ -301,7 +354,16 @@ impl LocalRunner<'_> {
         record.cause = outcome.cause.as_deref().map(crate::payload::cause_message);
         record.failed_state = outcome.failed_state;
         record.redrive_from = outcome.redrive_from;
-        self.db.finish_execution(record, &tee.keep.into_events())
+        self.db.finish_execution(record)?;
+        match sink
+            .progress
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .error
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
@@ -312,9 +374,10 @@ fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{FixedJitter, SystemClock};
+    use crate::engine::{FixedJitter, MemoryHistory, SystemClock};
     use crate::notify::{MemoryNotifier, MockNotifier};
     use crate::store::MemoryStore;
+    use std::sync::Arc;
 
     fn fixture(name: &str) -> Option<String> {
         Some(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
@@ -334,13 +397,16 @@ mod tests {
         let tasks = LocalTasks {
             sources: SourceConfig::from_env(),
             quality: steps::QualityPolicy::default(),
-            store: store.clone(),
-            ledger: store.clone(),
-            notifier: Arc::new(broken),
+            backends: Backends {
+                store: store.clone(),
+                ledger: store.clone(),
+                notifier: Arc::new(broken),
+                fallback: fallback.clone(),
+                history: None,
+            },
             notify_settings: steps::NotifySettings {
                 notify_no_new_data: true,
             },
-            fallback: fallback.clone(),
         };
         let db = SqliteDb::in_memory().unwrap();
         let runner = LocalRunner {
