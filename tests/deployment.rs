@@ -175,9 +175,7 @@ fn every_function_has_its_own_s3_key_and_version_pin() {
     for function in FUNCTIONS.iter().chain([&STARTER, &API]) {
         let id = lambda_id(function);
         let code = &resource(&t, &id)["Properties"]["Code"];
-        let key = code["S3Key"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{id}: S3Key"));
+        let key = code["S3Key"].as_str().unwrap_or_else(|| panic!("{id}: S3Key"));
         let name = crate_name(function);
         assert!(
             key.ends_with(&format!("/{name}.zip")),
@@ -198,14 +196,8 @@ fn every_function_has_its_own_s3_key_and_version_pin() {
             use sha2::Digest as _;
             let zip = dir.join(&name).join(format!("{name}.zip"));
             let bytes = std::fs::read(&zip).unwrap_or_else(|e| panic!("{}: {e}", zip.display()));
-            let own =
-                base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes));
-            assert_eq!(
-                pinned,
-                own,
-                "{id}: CodeSha256 is not the sha256 of {}",
-                zip.display()
-            );
+            let own = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes));
+            assert_eq!(pinned, own, "{id}: CodeSha256 is not the sha256 of {}", zip.display());
         } else {
             eprintln!("{id}: CodeSha256 not compared: COVID_ETL_ARTIFACT_DIR is not set");
         }
