@@ -939,10 +939,8 @@ async fn dynamodb_loads_take_turns_through_a_lease_and_mark_what_they_loaded() {
         wait: Duration::from_secs(20),
         ..lease
     });
-    let (a, b) = tokio::join!(
-        patient.load(&load_of("original", &original)),
-        other.load(&load_of("revised", &revised))
-    );
+    let (first, second) = (load_of("original", &original), load_of("revised", &revised));
+    let (a, b) = tokio::join!(patient.load(&first), other.load(&second));
     let (a, b) = (a.unwrap(), b.unwrap());
     let marker = store.marker().await.unwrap().unwrap();
     let held = match marker.execution_id.as_str() {

@@ -216,24 +216,31 @@ impl SqliteDb {
     /// update is conditional on the execution still being owned by the dead process.
     pub fn reconcile_orphans(&self) -> Result<()> {
         let now = chrono::Utc::now();
-        let running: Vec<(
-            String,
-            Option<String>,
-            Option<u32>,
-            Option<String>,
-            Option<String>,
-        )> = {
+        let running: Vec<RunningRow> = {
             let conn = self.conn();
             let mut stmt = conn.prepare(
                 "SELECT id, owner_host, owner_pid, owner_started, heartbeat_at
                  FROM executions WHERE status = 'RUNNING'",
             )?;
             stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok(RunningRow {
+                    id: r.get(0)?,
+                    host: r.get(1)?,
+                    pid: r.get(2)?,
+                    started: r.get(3)?,
+                    heartbeat: r.get(4)?,
+                })
             })?
             .collect::<rusqlite::Result<_>>()?
         };
-        for (id, host, pid, started, heartbeat) in running {
+        for RunningRow {
+            id,
+            host,
+            pid,
+            started,
+            heartbeat,
+        } in running
+        {
             let beat = heartbeat
                 .as_deref()
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
@@ -356,6 +363,15 @@ const PAYLOAD_REFS: &str = "payloadRefs";
 /// Payloads at least this long are stored once per execution and referenced; shorter ones
 /// stay in the event.
 const SHARED_PAYLOAD_BYTES: usize = 256;
+
+/// A `RUNNING` execution's owner columns, as stored (NULL for rows of older versions).
+struct RunningRow {
+    id: String,
+    host: Option<String>,
+    pid: Option<u32>,
+    started: Option<String>,
+    heartbeat: Option<String>,
+}
 
 /// Writes an execution's events as they happen, each in its own transaction with the
 /// execution's heartbeat, storing each distinct large payload once per execution.
@@ -505,7 +521,7 @@ mod tests {
         for e in &first {
             writer.append(e, false).unwrap();
         }
-        let second = vec![event(
+        let second = [event(
             1,
             EventKind::ExecutionRedriven,
             json!({"input": big}),
