@@ -130,6 +130,8 @@ fn print_payload_sizes() {
     let load = LoadRequest {
         merged: merged.clone(),
         options: RunOptions::default(),
+        execution_id: "arn:aws:states:us-east-1:123456789012:execution:covid-etl:daily-2023-03-10"
+            .into(),
     };
     eprintln!(
         "payload sizes for {} and {} (Step Functions limit 262144 bytes):",

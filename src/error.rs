@@ -46,6 +46,11 @@ pub enum EtlError {
     /// what the store holds and writes exactly what is missing.
     #[error("load incomplete: {0}")]
     LoadIncomplete(String),
+    /// Another execution is loading the same store (it holds the SQLite write lock or the
+    /// DynamoDB load lease). Transient: retried, and the retry diffs against what that load
+    /// committed.
+    #[error("load in progress: {0}")]
+    LoadInProgress(String),
     /// The store failed in a way a retry will not fix (bad table, permissions, corrupt file).
     #[error("store error: {0}")]
     StoreError(String),
@@ -71,6 +76,7 @@ impl EtlError {
             Self::NoOverlap(_) => "DataQualityError",
             Self::StoreThrottled(_) => "StoreThrottled",
             Self::LoadIncomplete(_) => "LoadIncomplete",
+            Self::LoadInProgress(_) => "LoadInProgress",
             Self::StoreError(_) => "StoreError",
             Self::NotifyError(_) => "NotifyError",
             Self::InvalidInput(_) => "InvalidInput",
@@ -82,7 +88,10 @@ impl EtlError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::SourceUnavailable { .. } | Self::StoreThrottled(_) | Self::LoadIncomplete(_)
+            Self::SourceUnavailable { .. }
+                | Self::StoreThrottled(_)
+                | Self::LoadIncomplete(_)
+                | Self::LoadInProgress(_)
         )
     }
 

@@ -1,7 +1,7 @@
 //! The run ledger: one record per execution — what ran, on which versions of the sources,
 //! what it changed and how it ended. Operators read it (`covid-etl executions`, the
-//! dashboard), and the extract steps read the last successful run's source fingerprints to
-//! skip work when nothing changed.
+//! dashboard). Whether the sources changed is not decided here but by the store's own load
+//! marker ([`crate::store::LoadMarker`]), written with the data it describes.
 
 use crate::diff::LoadCounts;
 use crate::error::Result;
@@ -61,13 +61,6 @@ pub struct RunRecord {
     pub cause: Option<String>,
 }
 
-impl RunRecord {
-    /// Whether this run loaded (or confirmed) the sources its fingerprints name.
-    pub fn is_success(&self) -> bool {
-        matches!(self.status, RunOutcome::Succeeded | RunOutcome::NoNewData)
-    }
-}
-
 /// Where run records live: the embedded database locally, the series table (under a `run#`
 /// key prefix) on AWS.
 #[cfg_attr(test, mockall::automock)]
@@ -76,10 +69,6 @@ pub trait RunLedger: Send + Sync {
     /// Stores `run`, replacing an earlier record of the same execution (a redrive, or the
     /// status-change notifier after the failure branch): writing twice is harmless.
     async fn record_run(&self, run: &RunRecord) -> Result<()>;
-
-    /// The most recent successful run that recorded fingerprints (a dry run records none:
-    /// it loaded nothing), if any.
-    async fn last_success(&self) -> Result<Option<RunRecord>>;
 
     /// One execution's record.
     async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>>;

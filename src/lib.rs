@@ -7,9 +7,9 @@
 //! state; the Lambda binaries and the local engine ([`engine`]) both call exactly those.
 //! The domain talks to the world only through [`store::Store`] and [`notify::Notifier`].
 
-pub mod adapters;
 pub mod api;
 pub mod aws;
+pub mod backends;
 pub mod diff;
 pub mod engine;
 pub mod error;

@@ -76,10 +76,15 @@ pub struct Fingerprints {
 
 /// Input of the diff-and-load state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LoadRequest {
     pub merged: Merged,
     #[serde(default)]
     pub options: RunOptions,
+    /// `$$.Execution.Id`: the store's load marker names the execution that loaded it, so a
+    /// failure notification can say what this execution committed.
+    #[serde(default)]
+    pub execution_id: String,
 }
 
 /// Output of the diff-and-load state: what changed, what it cost, and the newest day.

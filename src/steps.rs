@@ -8,7 +8,7 @@ use crate::ledger::{RunLedger, RunOutcome, RunRecord};
 use crate::merge::{self, DateSpan};
 use crate::notify::{Notification, Notifier, subject_line};
 use crate::payload::*;
-use crate::store::Store;
+use crate::store::{Load, LoadMarker, MarkerState, Store, WriteReport};
 use std::collections::BTreeMap;
 
 /// Where the sources are by default and how to download them.
@@ -41,23 +41,25 @@ impl SourceConfig {
     }
 }
 
-/// The extract states: fetch, validate and fingerprint one source. The last successful
-/// run's fingerprint (from the ledger) tells whether the source changed, and over HTTP makes
-/// the request conditional. A full reload ignores it: everything is fetched and rewritten.
+/// The extract states: fetch, validate and fingerprint one source. The fingerprint of the
+/// sources the store holds (its load marker, written with the data) tells whether the source
+/// changed, and over HTTP makes the request conditional; a store whose last load did not
+/// finish holds no known sources, so everything is loaded again. A full reload ignores the
+/// marker: everything is fetched and rewritten.
 pub async fn extract(
     kind: SourceKind,
     request: ExtractRequest,
     config: SourceConfig,
-    ledger: &dyn RunLedger,
+    store: &dyn Store,
 ) -> Result<extract::Extract> {
     let location = config.location(kind, &request.options);
     let previous = if request.options.full_reload {
         None
     } else {
-        ledger
-            .last_success()
+        store
+            .marker()
             .await?
-            .and_then(|run| run.fingerprints)
+            .and_then(|marker| marker.loaded().cloned())
     };
     let previous = previous.map(|f| match kind {
         SourceKind::Nyt => f.nyt,
@@ -165,16 +167,30 @@ pub fn merge(
     })
 }
 
-/// The diff-and-load state: plan against what the store holds, then write the plan (unless
-/// this is a dry run). Nothing is written when nothing changed.
+/// The diff-and-load state: plan against what the store holds and, unless this is a dry
+/// run, apply the plan and record the load marker, as one load of the store
+/// ([`Store::load`]: one at a time per store). Nothing is written when nothing changed.
 pub async fn diff_and_load(request: LoadRequest, store: &dyn Store) -> Result<LoadReport> {
-    let LoadRequest { merged, options } = request;
-    let stored = store.series().await?;
-    let plan = diff::plan(&stored, &merged.records, options.full_reload);
-    let cost = if options.dry_run || plan.writes.is_empty() {
-        Default::default()
+    let LoadRequest {
+        merged,
+        options,
+        execution_id,
+    } = request;
+    let latest = merged.records.last().copied();
+    let (plan, cost) = if options.dry_run {
+        let stored = store.series().await?;
+        let plan = diff::plan(&stored, &merged.records, options.full_reload);
+        (plan, WriteReport::default())
     } else {
-        store.write(&plan.writes).await?
+        let applied = store
+            .load(&Load {
+                execution_id,
+                records: merged.records,
+                fingerprints: merged.fingerprints,
+                full_reload: options.full_reload,
+            })
+            .await?;
+        (applied.plan, applied.cost)
     };
     let report = LoadReport {
         counts: plan.counts,
@@ -187,7 +203,7 @@ pub async fn diff_and_load(request: LoadRequest, store: &dyn Store) -> Result<Lo
         full_reload: options.full_reload,
         write_requests: cost.requests,
         write_units: cost.write_units,
-        latest: merged.records.last().copied(),
+        latest,
         changed: DateSpan::group(plan.changed.iter().map(|(r, _)| r.date)),
     };
     tracing::info!(
@@ -218,16 +234,24 @@ impl NotifySettings {
 
 /// The notify states: record the run in the ledger, compose the message once and hand it to
 /// the notifier. The ledger is written first, so a rerun after a delivery failure finds the
-/// run already recorded (writing it again is harmless).
+/// run already recorded (writing it again is harmless). For a failure, the store's load
+/// marker says whether this execution's load was committed before it failed.
 pub async fn notify(
     request: NotifyRequest,
     notifier: &dyn Notifier,
     ledger: &dyn RunLedger,
+    store: &dyn Store,
     settings: NotifySettings,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<NotifyResponse> {
-    ledger.record_run(&run_record(&request, now)).await?;
-    let notification = compose(&request);
+    let committed = match request.status {
+        RunOutcome::Succeeded | RunOutcome::NoNewData => Committed::NotAsked,
+        _ => Committed::read(store, &request.execution_id).await,
+    };
+    ledger
+        .record_run(&run_record(&request, &committed, now))
+        .await?;
+    let notification = compose(&request, &committed);
     if request.status != RunOutcome::NoNewData || settings.notify_no_new_data {
         notifier.publish(&notification).await?;
     }
@@ -246,6 +270,7 @@ pub async fn status_change(
     last: crate::report::LastFailure,
     notifier: &dyn Notifier,
     ledger: &dyn RunLedger,
+    store: &dyn Store,
     settings: NotifySettings,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<NotifyOutcome> {
@@ -276,14 +301,66 @@ pub async fn status_change(
         failed_state: last.state,
         error: Some(ErrorInfo { error, cause }),
     };
-    notify(request, notifier, ledger, settings, now)
+    notify(request, notifier, ledger, store, settings, now)
         .await
         .map(|r| NotifyOutcome::Sent(Box::new(r)))
 }
 
-/// The ledger's record of a run, from what the notify state is told. A dry run records no
-/// fingerprints: it loaded nothing, so the next run must not take its sources as loaded.
-pub fn run_record(r: &NotifyRequest, now: chrono::DateTime<chrono::Utc>) -> RunRecord {
+/// What a failed execution left in the store, as its load marker tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Not a failure: the request itself says what was loaded.
+    NotAsked,
+    /// The store's last load is this execution's (finished, or cut short mid-way).
+    Load(LoadMarker),
+    /// The last load is another execution's, or none ever ran.
+    Nothing,
+    /// The marker could not be read.
+    Unknown(String),
+}
+
+impl Committed {
+    pub async fn read(store: &dyn Store, execution_id: &str) -> Self {
+        match store.marker().await {
+            Ok(Some(m)) if !execution_id.is_empty() && m.execution_id == execution_id => {
+                Self::Load(m)
+            }
+            Ok(_) => Self::Nothing,
+            Err(e) => Self::Unknown(e.to_string()),
+        }
+    }
+
+    /// The line a failure message ends with: what this run changed in the store.
+    fn sentence(&self, failed_state: &str, failure: &str) -> String {
+        match self {
+            Self::Load(m) if m.state == MarkerState::Loaded => format!(
+                "This run's load was committed: loaded {} inserted, {} updated ({} unchanged); then {failed_state} failed: {failure}. The store holds this run's sources; a rerun is safe.",
+                m.counts.inserted, m.counts.updated, m.counts.unchanged
+            ),
+            Self::Load(m) => format!(
+                "This run's load started and did not finish ({} inserted and {} updated planned; some may be written); then {failed_state} failed: {failure}. The next run diffs against what the store holds and completes it.",
+                m.counts.inserted, m.counts.updated
+            ),
+            Self::Nothing if failed_state == "NotifySuccess" => format!(
+                "This run's load was committed before {failed_state} failed ({failure}); another execution has loaded since. A rerun is safe."
+            ),
+            Self::Nothing | Self::NotAsked => {
+                "Nothing from this run was written; a rerun is safe.".into()
+            }
+            Self::Unknown(e) => format!(
+                "Whether this run wrote anything is unknown: the store's load marker could not be read ({e}). A rerun diffs against what the store holds."
+            ),
+        }
+    }
+}
+
+/// The ledger's record of a run, from what the notify state is told and what the store says
+/// it committed. A dry run records no fingerprints: it loaded nothing.
+pub fn run_record(
+    r: &NotifyRequest,
+    committed: &Committed,
+    now: chrono::DateTime<chrono::Utc>,
+) -> RunRecord {
     let started = r
         .started_at
         .as_deref()
@@ -296,7 +373,10 @@ pub fn run_record(r: &NotifyRequest, now: chrono::DateTime<chrono::Utc>) -> RunR
         duration_ms: started.map(|s| (now - s.with_timezone(&chrono::Utc)).num_milliseconds()),
         status: r.status,
         fingerprints: r.fingerprints.clone().filter(|_| !dry_run),
-        load: r.load.as_ref().map(|l| l.counts),
+        load: r.load.as_ref().map(|l| l.counts).or(match committed {
+            Committed::Load(m) => Some(m.counts),
+            _ => None,
+        }),
         dropped: r.dropped.clone(),
         warnings: r.warnings.clone(),
         failed_state: r.failed_state.clone(),
@@ -305,8 +385,8 @@ pub fn run_record(r: &NotifyRequest, now: chrono::DateTime<chrono::Utc>) -> RunR
     }
 }
 
-/// The notification text for a run's outcome.
-pub fn compose(r: &NotifyRequest) -> Notification {
+/// The notification text for a run's outcome; a failure says what this run committed.
+pub fn compose(r: &NotifyRequest, committed: &Committed) -> Notification {
     let who = if r.execution_name.is_empty() {
         "covid-etl run".to_string()
     } else {
@@ -386,11 +466,18 @@ pub fn compose(r: &NotifyRequest) -> Notification {
                 .as_ref()
                 .map(|e| (e.error.clone(), e.message()))
                 .unwrap_or_else(|| ("unknown".into(), String::new()));
-            subject = format!("covid-etl {status} in {state}: {error}");
+            let after_load = match committed {
+                Committed::Load(m) if m.state == MarkerState::Loaded => format!(
+                    " after loading {} inserted, {} updated",
+                    m.counts.inserted, m.counts.updated
+                ),
+                _ => String::new(),
+            };
+            subject = format!("covid-etl {status} in {state}: {error}{after_load}");
             lines.push(format!("{who} ended {status} in state {state}."));
             lines.push(format!("Error: {error}"));
             lines.push(format!("Cause: {message}"));
-            lines.push("Nothing from this run was written; a rerun is safe.".into());
+            lines.push(committed.sentence(&state, &error));
         }
     }
     if !r.execution_id.is_empty() {
@@ -449,15 +536,15 @@ mod tests {
                 dry_run,
                 ..RunOptions::default()
             },
+            execution_id: "arn:x".into(),
         }
     }
 
     #[tokio::test]
     async fn a_throttled_store_surfaces_the_transient_error() {
         let mut store = MockStore::new();
-        store.expect_series().returning(|| Ok(vec![]));
         store
-            .expect_write()
+            .expect_load()
             .times(1)
             .returning(|_| Err(EtlError::StoreThrottled("slow down".into())));
         let e = diff_and_load(load_request(false), &store)
@@ -473,9 +560,9 @@ mod tests {
         store
             .expect_series()
             .returning(|| Err(EtlError::StoreError("no such table".into())));
-        store.expect_write().never();
+        store.expect_load().never();
         assert_eq!(
-            diff_and_load(load_request(false), &store)
+            diff_and_load(load_request(true), &store)
                 .await
                 .unwrap_err()
                 .name(),
@@ -484,7 +571,7 @@ mod tests {
 
         let mut store = MockStore::new();
         store.expect_series().returning(|| Ok(vec![]));
-        store.expect_write().never();
+        store.expect_load().never();
         let report = diff_and_load(load_request(true), &store).await.unwrap();
         assert_eq!((report.counts.inserted, report.written), (1, 0));
     }
@@ -515,9 +602,16 @@ mod tests {
         let settings = NotifySettings {
             notify_no_new_data: true,
         };
-        let e = notify(request, &notifier, &ledger, settings, chrono::Utc::now())
-            .await
-            .unwrap_err();
+        let e = notify(
+            request,
+            &notifier,
+            &ledger,
+            &ledger,
+            settings,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.name(), "NotifyError");
     }
 
@@ -539,7 +633,7 @@ mod tests {
                     .into(),
             }),
         };
-        let n = compose(&request);
+        let n = compose(&request, &Committed::Nothing);
         assert_eq!(n.attributes["failedState"], "Extract");
         assert!(
             n.message.contains("Cause: nyt unavailable at u: HTTP 500"),
@@ -579,6 +673,7 @@ mod tests {
             last,
             &notifier,
             &ledger,
+            &ledger,
             settings,
             chrono::Utc::now(),
         )
@@ -617,8 +712,17 @@ mod tests {
             error: Some("StoreError".into()),
             ..Default::default()
         };
-        let report =
-            |last| status_change(detail("FAILED"), last, &notifier, &ledger, settings, now);
+        let report = |last| {
+            status_change(
+                detail("FAILED"),
+                last,
+                &notifier,
+                &ledger,
+                &ledger,
+                settings,
+                now,
+            )
+        };
         // A step failed, uncaught: reported, and again after a redrive that fails once more.
         for _ in 0..2 {
             let sent = report(failed_in_a_step.clone()).await.unwrap();
@@ -637,6 +741,7 @@ mod tests {
             detail("SUCCEEDED"),
             failed_in_a_step,
             &notifier,
+            &ledger,
             &ledger,
             settings,
             now,
@@ -667,7 +772,7 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T06:00:01.5Z")
             .unwrap()
             .to_utc();
-        let run = run_record(&request, now);
+        let run = run_record(&request, &Committed::NotAsked, now);
         assert_eq!(run.fingerprints, None);
         assert_eq!(run.duration_ms, Some(1500));
     }

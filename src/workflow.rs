@@ -1,19 +1,19 @@
 //! The state machine on the local engine: the one definition file, the in-process task
 //! handlers its resources map to, and executions persisted in the embedded database.
 
+use crate::backends::Backends;
 use crate::engine::{
-    Clock, ExecutionOutcome, ExecutionStatus, Executor, HistoryEvent, HistorySink, Jitter,
-    MemoryHistory, StateMachine, TaskContext, TaskError, TaskHandler,
+    Clock, EventKind, ExecutionOutcome, ExecutionStatus, Executor, HistoryEvent, HistorySink,
+    Jitter, StateMachine, TaskContext, TaskError, TaskHandler,
 };
 use crate::error::{EtlError, Result};
 use crate::extract::SourceKind;
-use crate::ledger::RunLedger;
-use crate::notify::{Notification, Notifier, subject_line};
+use crate::notify::{Notification, subject_line};
 use crate::payload::{ErrorInfo, RunOptions};
 use crate::steps::{self, SourceConfig};
-use crate::store::{ExecutionRecord, SqliteDb, Store};
+use crate::store::{ExecutionRecord, HEARTBEAT_EVERY, HistoryWriter, SqliteDb};
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::Mutex;
 use tokio::sync::Notify;
 
 /// `statemachine/etl.asl.json`, compiled into the binary: the same file AWS runs.
@@ -55,12 +55,9 @@ impl Resource {
 pub struct LocalTasks {
     pub sources: SourceConfig,
     pub quality: steps::QualityPolicy,
-    pub store: Arc<dyn Store>,
-    pub ledger: Arc<dyn RunLedger>,
-    pub notifier: Arc<dyn Notifier>,
+    /// Store, ledger, notifier and the direct `sns:publish` fallback, built together.
+    pub backends: Backends,
     pub notify_settings: steps::NotifySettings,
-    /// Where the direct `sns:publish` fallback goes (on AWS, the same topic).
-    pub fallback: Arc<dyn Notifier>,
 }
 
 #[async_trait::async_trait]
@@ -96,7 +93,7 @@ impl LocalTasks {
                         kind,
                         steps::parse_payload(input)?,
                         self.sources.clone(),
-                        self.ledger.as_ref(),
+                        self.backends.store.as_ref(),
                     )
                     .await?,
                 )
@@ -107,13 +104,15 @@ impl LocalTasks {
                 chrono::Utc::now().date_naive(),
             )?),
             "DiffAndLoad" => to_value(
-                steps::diff_and_load(steps::parse_payload(input)?, self.store.as_ref()).await?,
+                steps::diff_and_load(steps::parse_payload(input)?, self.backends.store.as_ref())
+                    .await?,
             ),
             "Notify" => to_value(
                 steps::notify(
                     steps::parse_payload(input)?,
-                    self.notifier.as_ref(),
-                    self.ledger.as_ref(),
+                    self.backends.notifier.as_ref(),
+                    self.backends.ledger.as_ref(),
+                    self.backends.store.as_ref(),
                     self.notify_settings,
                     chrono::Utc::now(),
                 )
@@ -150,7 +149,8 @@ impl LocalTasks {
             message: text("Message"),
             attributes,
         };
-        self.fallback
+        self.backends
+            .fallback
             .publish(&notification)
             .await
             .map_err(|e| EtlError::Execution {
@@ -178,16 +178,44 @@ pub struct LocalRunner<'a> {
     pub stop: &'a Notify,
 }
 
-/// Forwards events to the observer and keeps them for the database.
-struct Tee<'a> {
-    keep: MemoryHistory,
+/// Forwards events to the observer and writes each to the database as it happens, with the
+/// redrive checkpoint: the last top-level state entered, which is where Step Functions
+/// redrives from (the state entered and never exited). If the process dies, the execution is
+/// reconciled to `ABORTED` and resumes from there.
+struct Persisting<'a> {
     observer: &'a dyn HistorySink,
+    machine: &'a StateMachine,
+    history: HistoryWriter,
+    progress: Mutex<Checkpointing>,
 }
 
-impl HistorySink for Tee<'_> {
+#[derive(Default)]
+struct Checkpointing {
+    /// The first error writing the history, reported when the execution ends.
+    error: Option<EtlError>,
+}
+
+impl HistorySink for Persisting<'_> {
     fn record(&self, event: &HistoryEvent) {
         self.observer.record(event);
-        self.keep.record(event);
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        use EventKind::*;
+        let checkpoint = matches!(
+            event.kind,
+            TaskStateEntered
+                | ParallelStateEntered
+                | PassStateEntered
+                | ChoiceStateEntered
+                | SucceedStateEntered
+                | FailStateEntered
+        ) && event
+            .state_name
+            .as_deref()
+            .is_some_and(|s| self.machine.top_level_state_of(s) == Some(s));
+        if let Err(e) = self.history.append(event, checkpoint) {
+            tracing::error!(error = %e, "cannot record a history event");
+            progress.error.get_or_insert(e);
+        }
     }
 }
 
@@ -219,80 +247,90 @@ impl LocalRunner<'_> {
             input.clone(),
         );
         self.db.insert_execution(&record)?;
-        let tee = self.tee();
-        let outcome = self
-            .executor(&machine, &tee)
-            .start(&record.id, &record.name, input)
-            .await;
-        self.finish(&mut record, outcome, tee).await?;
+        let sink = self.persisting(&machine, &record.id)?;
+        let executor = self.executor(&machine, &sink);
+        let run = executor.start(&record.id, &record.name, input);
+        let outcome = self.with_heartbeat(&record.id, run).await;
+        self.finish(&mut record, outcome, sink).await?;
         Ok(record)
     }
 
-    /// Redrives a failed execution from the state that failed, with that state's recorded
-    /// input, keeping the original execution input (Step Functions' RedriveExecution).
+    /// Redrives a failed, timed-out or aborted execution from the state that failed (or the
+    /// state it had reached), with that state's recorded input, keeping the original execution
+    /// input (Step Functions' RedriveExecution). The execution is claimed with one conditional
+    /// update, so two concurrent redrives cannot both run it.
     pub async fn redrive(&self, id_or_name: &str) -> Result<ExecutionRecord> {
         let machine = state_machine()?;
-        let mut record = self
-            .db
-            .execution(id_or_name)?
-            .ok_or_else(|| EtlError::Execution {
-                name: "ExecutionDoesNotExist",
-                message: format!("no execution \"{id_or_name}\" in {}", "the local database"),
-            })?;
-        let Some((state, input)) = record
+        let mut record = self.db.claim_redrive(id_or_name)?;
+        // Killed before its first state: from the start, with the execution input.
+        let (state, input) = record
             .redrive_from
             .clone()
-            .filter(|_| record.status != "SUCCEEDED" && record.status != "RUNNING")
-        else {
-            return Err(EtlError::Execution {
-                name: "ExecutionNotRedrivable",
-                message: format!(
-                    "execution \"{}\" is {}: only a failed execution can be redriven",
-                    record.name, record.status
-                ),
-            });
-        };
-        record.redrive_count += 1;
-        record.status = "RUNNING".into();
+            .unwrap_or_else(|| (machine.start_at().to_string(), record.input.clone()));
         let previous = self.db.history(&record.id)?;
-        let tee = self.tee();
-        let outcome = self
-            .executor(&machine, &tee)
-            .resume(
-                &record.id,
-                &record.name,
-                &state,
-                input,
-                record.input.clone(),
-                &previous,
-            )
-            .await;
-        self.finish(&mut record, outcome, tee).await?;
+        let sink = self.persisting(&machine, &record.id)?;
+        let executor = self.executor(&machine, &sink);
+        let run = executor.resume(
+            &record.id,
+            &record.name,
+            &state,
+            input,
+            record.input.clone(),
+            &previous,
+        );
+        let outcome = self.with_heartbeat(&record.id, run).await;
+        self.finish(&mut record, outcome, sink).await?;
         Ok(record)
     }
 
-    fn tee(&self) -> Tee<'_> {
-        Tee {
-            keep: MemoryHistory::new(),
-            observer: self.observer,
+    /// Runs `execution` while refreshing its heartbeat.
+    async fn with_heartbeat(
+        &self,
+        execution_id: &str,
+        execution: impl std::future::Future<Output = ExecutionOutcome>,
+    ) -> ExecutionOutcome {
+        let beat = async {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                if let Err(e) = self.db.heartbeat(execution_id) {
+                    tracing::warn!(error = %e, "cannot refresh the execution's heartbeat");
+                }
+            }
+        };
+        tokio::select! {
+            outcome = execution => outcome,
+            () = beat => unreachable!("the heartbeat loop never ends"),
         }
     }
 
-    fn executor<'m>(&'m self, machine: &'m StateMachine, sink: &'m Tee<'_>) -> Executor<'m> {
+    fn persisting<'m>(
+        &'m self,
+        machine: &'m StateMachine,
+        execution_id: &str,
+    ) -> Result<Persisting<'m>> {
+        Ok(Persisting {
+            observer: self.observer,
+            machine,
+            history: self.db.history_writer(execution_id)?,
+            progress: Mutex::default(),
+        })
+    }
+
+    fn executor<'m>(&'m self, machine: &'m StateMachine, sink: &'m Persisting<'_>) -> Executor<'m> {
         Executor::new(machine, self.tasks, self.clock, self.jitter, sink)
             .with_state_machine(LOCAL_STATE_MACHINE, "covid-etl")
             .with_stop(self.stop)
     }
 
-    /// Persists the execution, then does what the status-change rule does on AWS: a run that
-    /// failed or timed out without reaching the definition's own failure branch is reported
-    /// (ledger and notification) by [`steps::status_change`]. A local stop sends nothing: the
-    /// operator who pressed Ctrl-C knows.
+    /// Persists the execution's end, then does what the status-change rule does on AWS: a run
+    /// that failed or timed out without reaching the definition's own failure branch is
+    /// reported (ledger and notification) by [`steps::status_change`]. A local stop sends
+    /// nothing: the operator who pressed Ctrl-C knows.
     async fn finish(
         &self,
         record: &mut ExecutionRecord,
         outcome: ExecutionOutcome,
-        tee: Tee<'_>,
+        sink: Persisting<'_>,
     ) -> Result<()> {
         record.finished_at = Some(stamp(self.clock.now()));
         record.status = match outcome.status {
@@ -307,56 +345,70 @@ impl LocalRunner<'_> {
         record.cause = outcome.cause.as_deref().map(crate::payload::cause_message);
         record.failed_state = outcome.failed_state;
         record.redrive_from = outcome.redrive_from;
-        let events = tee.keep.into_events();
-        self.db.finish_execution(record, &events)?;
+        self.db.finish_execution(record)?;
+        if let Some(e) = sink
+            .progress
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .error
+        {
+            return Err(e);
+        }
         if matches!(
             outcome.status,
             ExecutionStatus::Failed | ExecutionStatus::TimedOut
         ) {
-            let detail = crate::payload::StatusChangeDetail {
-                execution_arn: record.id.clone(),
-                name: record.name.clone(),
-                status: record.status.clone(),
-                start_date: chrono::DateTime::parse_from_rfc3339(&record.started_at)
-                    .ok()
-                    .map(|t| t.timestamp_millis()),
-                error: record.error.clone(),
-                cause: record.cause.clone(),
-            };
-            let tasks = self.tasks;
-            let last = crate::report::last_failure(&events);
-            let reported = steps::status_change(
-                detail,
-                last.clone(),
-                tasks.notifier.as_ref(),
-                tasks.ledger.as_ref(),
-                tasks.notify_settings,
-                self.clock.now(),
-            )
-            .await;
-            if let Err(error) = reported {
-                // As the definition's PublishFailureDirect: when the notify function fails,
-                // the failure still reaches the topic, in a plainer message.
-                tracing::warn!(%error, "reporting the failed execution failed; publishing directly");
-                let state = last.state.as_deref().unwrap_or("?");
-                let mut attributes = std::collections::BTreeMap::new();
-                attributes.insert("status".to_owned(), record.status.clone());
-                attributes.insert("failedState".to_owned(), state.to_owned());
-                let notification = Notification {
-                    subject: subject_line(&format!("covid-etl {} in {state}", record.status)),
-                    message: format!(
-                        "covid-etl execution {} {} in state {state}: {}: {}\nReporting it failed: {error}",
-                        record.id,
-                        record.status,
-                        last.error.as_deref().unwrap_or_default(),
-                        last.cause.as_deref().unwrap_or_default(),
-                    ),
-                    attributes,
-                };
-                tasks.fallback.publish(&notification).await?;
-            }
+            self.report_failure(record).await?;
         }
         Ok(())
+    }
+
+    async fn report_failure(&self, record: &ExecutionRecord) -> Result<()> {
+        let detail = crate::payload::StatusChangeDetail {
+            execution_arn: record.id.clone(),
+            name: record.name.clone(),
+            status: record.status.clone(),
+            start_date: chrono::DateTime::parse_from_rfc3339(&record.started_at)
+                .ok()
+                .map(|t| t.timestamp_millis()),
+            error: record.error.clone(),
+            cause: record.cause.clone(),
+        };
+        let backends = &self.tasks.backends;
+        let last = crate::report::last_failure(&self.db.history(&record.id)?);
+        let reported = steps::status_change(
+            detail,
+            last.clone(),
+            backends.notifier.as_ref(),
+            backends.ledger.as_ref(),
+            backends.store.as_ref(),
+            self.tasks.notify_settings,
+            self.clock.now(),
+        )
+        .await;
+        let Err(error) = reported else {
+            return Ok(());
+        };
+        // As the definition's PublishFailureDirect: when the notify function fails, the
+        // failure still reaches the topic, in a plainer message.
+        tracing::warn!(%error, "reporting the failed execution failed; publishing directly");
+        let state = last.state.as_deref().unwrap_or("?");
+        let attributes = [("status", record.status.as_str()), ("failedState", state)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let notification = Notification {
+            subject: subject_line(&format!("covid-etl {} in {state}", record.status)),
+            message: format!(
+                "covid-etl execution {} {} in state {state}: {}: {}\nReporting it failed: {error}",
+                record.id,
+                record.status,
+                last.error.as_deref().unwrap_or_default(),
+                last.cause.as_deref().unwrap_or_default(),
+            ),
+            attributes,
+        };
+        backends.fallback.publish(&notification).await
     }
 }
 
@@ -367,9 +419,10 @@ fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{FixedJitter, SystemClock};
+    use crate::engine::{FixedJitter, MemoryHistory, SystemClock};
     use crate::notify::{MemoryNotifier, MockNotifier};
     use crate::store::MemoryStore;
+    use std::sync::Arc;
 
     fn fixture(name: &str) -> Option<String> {
         Some(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
@@ -389,13 +442,16 @@ mod tests {
         let tasks = LocalTasks {
             sources: SourceConfig::from_env(),
             quality: steps::QualityPolicy::default(),
-            store: store.clone(),
-            ledger: store.clone(),
-            notifier: Arc::new(broken),
+            backends: Backends {
+                store: store.clone(),
+                ledger: store.clone(),
+                notifier: Arc::new(broken),
+                fallback: fallback.clone(),
+                history: None,
+            },
             notify_settings: steps::NotifySettings {
                 notify_no_new_data: true,
             },
-            fallback: fallback.clone(),
         };
         let db = SqliteDb::in_memory().unwrap();
         let runner = LocalRunner {

@@ -14,8 +14,9 @@ use covid_etl::extract::SourceKind;
 use covid_etl::notify::{Notifier, SnsNotifier};
 use covid_etl::payload::*;
 use covid_etl::steps::{self, SourceConfig};
+use covid_etl::store::dynamodb::LeasePolicy;
 use covid_etl::store::dynamodb::{self, WritePolicy};
-use covid_etl::store::{DynamoStore, MemoryStore, Store};
+use covid_etl::store::{DynamoStore, Load, MarkerState, MemoryStore, Store};
 use covid_etl::{DailyRecord, EtlError};
 use moto::Moto;
 use serde_json::{Value, json};
@@ -46,10 +47,10 @@ async fn extract_and_merge(nyt: &Path, jhu: &Path) -> (Extract2, Merged) {
         options: options(nyt, jhu),
         ..ExtractRequest::default()
     };
-    let ledger = MemoryStore::default();
+    let fresh = MemoryStore::default();
     let (n, j) = tokio::try_join!(
-        steps::extract(SourceKind::Nyt, request.clone(), config.clone(), &ledger),
-        steps::extract(SourceKind::Jhu, request, config, &ledger),
+        steps::extract(SourceKind::Nyt, request.clone(), config.clone(), &fresh),
+        steps::extract(SourceKind::Jhu, request, config, &fresh),
     )
     .expect("extract");
     // "Today" just after the fixtures end, so no staleness warning depends on the clock.
@@ -80,6 +81,7 @@ async fn run_chain(
         LoadRequest {
             merged: merged.clone(),
             options: options(nyt, jhu),
+            execution_id: "local:aws-test".into(),
         },
         store,
     )
@@ -100,6 +102,7 @@ async fn run_chain(
         },
         notifier,
         &MemoryStore::default(),
+        store,
         steps::NotifySettings {
             notify_no_new_data: true,
         },
@@ -243,6 +246,7 @@ async fn pipeline_loads_dynamodb_notifies_sns_and_counts_requests_server_side() 
         },
         &notifier,
         &MemoryStore::default(),
+        &MemoryStore::default(),
         steps::NotifySettings {
             notify_no_new_data: true,
         },
@@ -294,18 +298,21 @@ async fn missing_table_and_topic_are_named_errors() {
     let notifier =
         SnsNotifier::from_conf(&config, "arn:aws:sns:us-east-1:123456789012:no-such-topic");
     let e = notifier
-        .publish(&steps::compose(&NotifyRequest {
-            status: RunOutcome::Succeeded,
-            execution_id: String::new(),
-            execution_name: String::new(),
-            started_at: None,
-            fingerprints: None,
-            load: None,
-            dropped: None,
-            warnings: vec![],
-            failed_state: None,
-            error: None,
-        }))
+        .publish(&steps::compose(
+            &NotifyRequest {
+                status: RunOutcome::Succeeded,
+                execution_id: String::new(),
+                execution_name: String::new(),
+                started_at: None,
+                fingerprints: None,
+                load: None,
+                dropped: None,
+                warnings: vec![],
+                failed_state: None,
+                error: None,
+            },
+            &steps::Committed::NotAsked,
+        ))
         .await
         .unwrap_err();
     assert!(
@@ -480,6 +487,7 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
         LoadRequest {
             merged: merged.clone(),
             options: RunOptions::default(),
+            execution_id: String::new(),
         },
         &MemoryStore::default(),
     )
@@ -500,6 +508,7 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
     let notified = steps::notify(
         notify_request,
         &covid_etl::notify::MemoryNotifier::default(),
+        &MemoryStore::default(),
         &MemoryStore::default(),
         steps::NotifySettings {
             notify_no_new_data: true,
@@ -602,6 +611,7 @@ async fn deployed_definition_falls_back_to_a_direct_sns_publish() {
         LoadRequest {
             merged: merged.clone(),
             options: RunOptions::default(),
+            execution_id: String::new(),
         },
         &MemoryStore::default(),
     )
@@ -762,12 +772,68 @@ async fn the_cli_loads_dynamodb_and_operates_a_deployed_state_machine() {
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
     };
+    // A local run first: its ledger and load marker are in the local file, and must not make
+    // a DynamoDB backfill believe the table holds these sources.
+    let local: Value =
+        serde_json::from_slice(&cli(&["run", "--json", "--nyt", nyt, "--jhu", jhu]).stdout)
+            .unwrap();
+    assert_eq!(local["outcome"], "SUCCEEDED", "{local}");
+    // A table that cannot be reached is a failure, never "no new data".
+    let out = assert_cmd::Command::cargo_bin("covid-etl")
+        .unwrap()
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("COVID_ETL_TIME_SCALE", "1000")
+        .env("COVID_ETL_DB", dir.path().join("local.db"))
+        .args([
+            "run",
+            "--json",
+            "--store",
+            "dynamodb",
+            "--table",
+            "no-such-table",
+        ])
+        .args([
+            "--nyt",
+            nyt,
+            "--jhu",
+            jhu,
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    let unreachable: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{unreachable}");
+    assert_eq!(unreachable["status"], "FAILED", "{unreachable}");
+    assert_eq!(unreachable["error"], "StoreError", "{unreachable}");
+
     let first = run(&[]);
     assert_eq!(first["outcome"], "SUCCEEDED", "{first}");
     assert_eq!(first["load"]["inserted"], 60);
     let store = DynamoStore::from_conf(&config, "cli-table");
     assert_eq!(store.series().await.unwrap().len(), 60);
-    // The run ledger in the same table remembers the sources: a rerun has nothing to do.
+    // Series, run ledger and load marker, all in the table.
+    let keys: Vec<String> = aws_sdk_dynamodb::Client::new(&config)
+        .scan()
+        .table_name("cli-table")
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter_map(|i| i.get("date")?.as_s().ok().cloned())
+        .filter(|k| !k.starts_with("2020-"))
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.contains(&"meta#load".to_string()), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("run#")), "{keys:?}");
+    let marker = store.marker().await.unwrap().unwrap();
+    assert_eq!(marker.state, MarkerState::Loaded);
+    assert_eq!(marker.execution_id, first["executionId"].as_str().unwrap());
+    // The load marker in the same table remembers the sources: a rerun has nothing to do.
     let again = run(&[]);
     assert_eq!(again["outcome"], "NO_NEW_DATA", "{again}");
     let published = moto.published(&topic).await;
@@ -809,6 +875,110 @@ async fn the_cli_loads_dynamodb_and_operates_a_deployed_state_machine() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
+}
+
+/// Loads take turns through the lease item: a live lease held by another makes a load wait
+/// and then fail with the retryable LoadInProgress, writing nothing; an expired one is taken
+/// over; two loads at once of different versions both succeed, one after the other, and the
+/// table holds the version its marker names.
+#[tokio::test]
+async fn dynamodb_loads_take_turns_through_a_lease_and_mark_what_they_loaded() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let config = moto.sdk_config().await;
+    moto.create_table(&config, "lease-table").await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let lease = LeasePolicy {
+        duration: Duration::from_secs(30),
+        wait: Duration::from_millis(600),
+        poll: Duration::from_millis(50),
+    };
+    let store = DynamoStore::from_conf(&config, "lease-table").with_lease(lease.clone());
+    let load_of = |id: &str, merged: &Merged| Load {
+        execution_id: id.into(),
+        records: merged.records.clone(),
+        fingerprints: merged.fingerprints.clone(),
+        full_reload: false,
+    };
+    let (_, original) =
+        extract_and_merge(&fixture("nyt/us.csv"), &fixture("jhu/combined.csv")).await;
+    let (_, revised) = extract_and_merge(
+        &fixture("nyt/us-revised.csv"),
+        &fixture("jhu/combined-revised.csv"),
+    )
+    .await;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let hold = |until: i64| {
+        client
+            .put_item()
+            .table_name("lease-table")
+            .item("date", AttributeValue::S("meta#load".into()))
+            .item("leaseHolder", AttributeValue::S("another-execution".into()))
+            .item("leaseExpires", AttributeValue::N(until.to_string()))
+            .send()
+    };
+
+    hold(now_ms() + 60_000).await.unwrap();
+    let started = Instant::now();
+    let e = store.load(&load_of("first", &original)).await.unwrap_err();
+    assert_eq!(e.name(), "LoadInProgress", "{e}");
+    assert!(e.is_transient());
+    assert!(started.elapsed() >= lease.wait, "it waited for the lease");
+    assert!(store.series().await.unwrap().is_empty());
+    assert_eq!(store.marker().await.unwrap(), None);
+
+    hold(now_ms() - 1).await.unwrap();
+    let applied = store.load(&load_of("first", &original)).await.unwrap();
+    assert_eq!(applied.plan.counts.inserted, 60);
+    let marker = store.marker().await.unwrap().unwrap();
+    assert_eq!(
+        (marker.execution_id.as_str(), marker.state),
+        ("first", MarkerState::Loaded)
+    );
+    assert_eq!(marker.fingerprints, original.fingerprints);
+    let item = client
+        .get_item()
+        .table_name("lease-table")
+        .key("date", AttributeValue::S("meta#load".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let item = item.item().unwrap();
+    assert!(!item.contains_key("leaseHolder"), "released: {item:?}");
+
+    // Two stores (two processes' clients) at once, different versions.
+    let other = DynamoStore::from_conf(&config, "lease-table").with_lease(LeasePolicy {
+        wait: Duration::from_secs(20),
+        ..lease.clone()
+    });
+    let patient = store.clone().with_lease(LeasePolicy {
+        wait: Duration::from_secs(20),
+        ..lease
+    });
+    let (first, second) = (load_of("original", &original), load_of("revised", &revised));
+    let (a, b) = tokio::join!(patient.load(&first), other.load(&second));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let marker = store.marker().await.unwrap().unwrap();
+    let held = match marker.execution_id.as_str() {
+        "original" => &original,
+        "revised" => &revised,
+        id => panic!("marker of {id}"),
+    };
+    assert_eq!(marker.fingerprints, held.fingerprints);
+    // Together they inserted the two days only the revised version has, once.
+    assert_eq!(a.plan.counts.inserted + b.plan.counts.inserted, 2);
+    // The store holds what its marker names (a stale read would leave the other's values).
+    let series = store.series().await.unwrap();
+    for r in &held.records {
+        assert!(series.contains(r), "{r:?} not stored");
+    }
 }
 
 mod mocked {

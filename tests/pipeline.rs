@@ -6,7 +6,7 @@ use covid_etl::extract::SourceKind;
 use covid_etl::notify::MemoryNotifier;
 use covid_etl::payload::*;
 use covid_etl::steps::{self, QualityPolicy, SourceConfig};
-use covid_etl::store::{MemoryStore, SqliteDb, Store, WriteReport};
+use covid_etl::store::{Applied, Load, LoadMarker, MemoryStore, SqliteDb, Store, WriteReport};
 use covid_etl::{DailyRecord, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,16 @@ impl Store for CountingStore {
     async fn write(&self, records: &[DailyRecord]) -> Result<WriteReport> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.write(records).await
+    }
+    async fn load(&self, load: &Load) -> Result<Applied> {
+        let applied = self.inner.load(load).await?;
+        if !applied.plan.writes.is_empty() {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(applied)
+    }
+    async fn marker(&self) -> Result<Option<LoadMarker>> {
+        self.inner.marker().await
     }
 }
 
@@ -67,11 +77,12 @@ async fn run_chain_on(
         options: options.clone(),
         ..ExtractRequest::default()
     };
-    // A fresh ledger: these chains test loading; the no-new-data path has its own tests.
-    let ledger = MemoryStore::default();
+    // Extracts compare with a fresh store's marker: these chains test loading; the
+    // no-new-data path has its own tests.
+    let fresh = MemoryStore::default();
     let (n, j) = tokio::try_join!(
-        steps::extract(SourceKind::Nyt, request.clone(), config.clone(), &ledger),
-        steps::extract(SourceKind::Jhu, request, config.clone(), &ledger),
+        steps::extract(SourceKind::Nyt, request.clone(), config.clone(), &fresh),
+        steps::extract(SourceKind::Jhu, request, config.clone(), &fresh),
     )?;
     // Every payload crosses a state boundary as JSON: round-trip them like Step Functions.
     let merged = steps::merge(
@@ -83,6 +94,7 @@ async fn run_chain_on(
         roundtrip(&LoadRequest {
             merged: merged.clone(),
             options,
+            execution_id: "local:test".into(),
         }),
         store,
     )
@@ -101,7 +113,8 @@ async fn run_chain_on(
             error: None,
         },
         notifier,
-        &ledger,
+        &fresh,
+        store,
         steps::NotifySettings {
             notify_no_new_data: true,
         },

@@ -1,9 +1,9 @@
 //! Commands on the local engine and the embedded database.
 
 use super::{DbArg, Failure};
+use covid_etl::backends::{BackendConfig, Backends, NotifyConfig, StoreConfig};
 use covid_etl::engine::{EventKind, HistoryEvent, HistorySink, RandomJitter, ScaledClock};
 use covid_etl::ledger::{RunLedger, RunRecord};
-use covid_etl::notify::Notifier;
 use covid_etl::payload::RunOptions;
 use covid_etl::report::{self, StepView};
 use covid_etl::steps::SourceConfig;
@@ -120,29 +120,28 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
         nyt: args.nyt,
         jhu: args.jhu,
     };
-    let mut session = Session::open(&args.db, args.json)?;
     // Backfilling or debugging against AWS from a laptop: the local engine with the real
-    // table and topic. Executions are still recorded in the local database.
-    if args.store == StoreKind::Dynamodb || args.topic_arn.is_some() {
-        let config = covid_etl::aws::sdk_config(args.aws.endpoint_url.as_deref()).await;
-        if let (StoreKind::Dynamodb, Some(table)) = (args.store, &args.table) {
-            session.tasks.store =
-                Arc::new(covid_etl::store::DynamoStore::from_conf(&config, table));
-        }
-        if let Some(topic) = &args.topic_arn {
-            let sns: Arc<dyn Notifier> =
-                Arc::new(covid_etl::notify::SnsNotifier::from_conf(&config, topic));
-            session.tasks.notifier = sns.clone();
-            session.tasks.fallback = sns;
-        }
-    }
+    // table (series, ledger and load marker) and topic. Executions stay in the local database.
+    let config = BackendConfig {
+        store: match (args.store, args.table) {
+            (StoreKind::Dynamodb, Some(table)) => StoreConfig::DynamoDb { table },
+            _ => StoreConfig::Sqlite(args.db.db.clone()),
+        },
+        notify: match args.topic_arn {
+            Some(topic_arn) => NotifyConfig::Sns { topic_arn },
+            None => NotifyConfig::Outbox(args.db.db.clone()),
+        },
+        history: Some(args.db.db.clone()),
+        endpoint_url: args.aws.endpoint_url.clone(),
+    };
+    let session = Session::open(&config, args.json).await?;
     let stop = stop_on_signal()?;
     let record = session.runner(&stop).start(args.name, &options).await?;
     finish(&session.db, &record, args.json)
 }
 
 pub(crate) async fn redrive(db: &DbArg, id: &str, as_json: bool) -> Result<(), Failure> {
-    let session = Session::open(db, as_json)?;
+    let session = Session::open(&BackendConfig::local(&db.db), as_json).await?;
     let stop = stop_on_signal()?;
     let record = session.runner(&stop).redrive(id).await?;
     finish(&session.db, &record, as_json)
@@ -187,18 +186,17 @@ struct Session {
 }
 
 impl Session {
-    fn open(db: &DbArg, as_json: bool) -> Result<Self, Failure> {
-        let db = open(db)?;
-        let store: Arc<dyn Store> = Arc::new(db.clone());
-        let notifier: Arc<dyn Notifier> = Arc::new(db.clone());
+    async fn open(config: &BackendConfig, as_json: bool) -> Result<Self, Failure> {
+        let backends = Backends::build(config).await?;
+        let db = backends
+            .history
+            .clone()
+            .ok_or_else(|| Failure::Error("no local database for the executions".into()))?;
         let tasks = LocalTasks {
             sources: SourceConfig::from_env(),
             quality: covid_etl::steps::QualityPolicy::from_env(),
-            store,
-            ledger: Arc::new(db.clone()),
+            backends,
             notify_settings: covid_etl::steps::NotifySettings::from_env(),
-            notifier: notifier.clone(),
-            fallback: notifier,
         };
         // COVID_ETL_TIME_SCALE divides every engine wait (retry delays, Task and execution
         // timeouts): the end-to-end tests run the real definition without waiting minutes.

@@ -269,6 +269,11 @@ impl StateMachine {
         self.top_level_of.keys().map(String::as_str)
     }
 
+    /// The machine's `StartAt` state.
+    pub fn start_at(&self) -> &str {
+        &self.graph.start_at
+    }
+
     /// The top-level state that contains `state` (itself when it is top-level).
     pub fn top_level_state_of(&self, state: &str) -> Option<&str> {
         self.top_level_of.get(state).map(String::as_str)

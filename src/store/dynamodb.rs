@@ -28,12 +28,22 @@
 //! diffs against what the table holds, so it writes exactly what is missing. Any other error
 //! is an [`EtlError::StoreError`] carrying the service's code and message.
 //!
+//! # Loading
+//! [`Store::load`] serializes loads with a lease: the item `meta#load` names the load that
+//! holds it and until when (a conditional UpdateItem takes it only when it is free or
+//! expired). The same item holds the [`LoadMarker`]: set to `Loading` (under the lease)
+//! before the first batch, and to `Loaded` with the sources' fingerprints after the last, in
+//! the same conditional update that releases the lease. A load cut short anywhere leaves
+//! `Loading` (or the previous marker, before any write): never a marker claiming data the
+//! table does not hold. A load that finds the lease taken waits for it, up to
+//! [`LeasePolicy::wait`], then fails with the retryable [`EtlError::LoadInProgress`].
+//!
 //! The cost reported in [`WriteReport::write_units`] is computed from the items' sizes with
 //! DynamoDB's rule (attribute names plus values; 1 WCU per started KB per item), not taken
 //! from the service: local servers report made-up figures. The service's own
 //! `ConsumedCapacity` (requested as `TOTAL`) is logged next to it.
 
-use super::{Store, WriteReport};
+use super::{Applied, Load, LoadMarker, MarkerState, Store, WriteReport};
 use crate::aws::sdk_error_text;
 use crate::error::{EtlError, Result};
 use crate::ledger::{RunLedger, RunRecord};
@@ -99,12 +109,36 @@ impl WritePolicy {
     }
 }
 
+/// How [`DynamoStore::load`] takes the load lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasePolicy {
+    /// How long a lease holds without being released. Longer than the DiffAndLoad Task's
+    /// `TimeoutSeconds` (300), so a live load never outlasts its lease; a crashed one frees
+    /// the table when it expires.
+    pub duration: Duration,
+    /// How long a load waits for a lease held by another before `LoadInProgress`.
+    pub wait: Duration,
+    /// The pause between two attempts to take it.
+    pub poll: Duration,
+}
+
+impl Default for LeasePolicy {
+    fn default() -> Self {
+        Self {
+            duration: Duration::from_secs(330),
+            wait: Duration::from_secs(20),
+            poll: Duration::from_millis(250),
+        }
+    }
+}
+
 /// The series table in DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
     table: String,
     policy: WritePolicy,
+    lease: LeasePolicy,
 }
 
 impl DynamoStore {
@@ -113,7 +147,14 @@ impl DynamoStore {
             client,
             table: table.into(),
             policy: WritePolicy::default(),
+            lease: LeasePolicy::default(),
         }
+    }
+
+    /// Replaces how the load lease is held and waited for.
+    pub fn with_lease(mut self, lease: LeasePolicy) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// A store whose client is built from `config` (see [`crate::aws::sdk_config`]).
@@ -314,6 +355,152 @@ impl Store for DynamoStore {
             write_units,
         })
     }
+
+    async fn load(&self, load: &Load) -> Result<Applied> {
+        let holder = format!("{}#{:016x}", load.execution_id, rand::random::<u64>());
+        self.take_lease(&holder).await?;
+        let result = self.load_under_lease(load, &holder).await;
+        if result.is_err() {
+            // Best effort: an expired lease frees the table anyway.
+            if let Err(e) = self.set_marker(&holder, None).await {
+                tracing::warn!(table = %self.table, error = %e, "could not release the load lease");
+            }
+        }
+        result
+    }
+
+    async fn marker(&self) -> Result<Option<LoadMarker>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("date", AttributeValue::S(LOAD_KEY.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.meta_error("GetItem", sdk_error_text(&e).1))?;
+        out.item()
+            .and_then(|item| item.get("marker"))
+            .map(|v| {
+                let text = v
+                    .as_s()
+                    .map_err(|_| EtlError::StoreError("load marker is not a string".into()))?;
+                serde_json::from_str(text).map_err(EtlError::store)
+            })
+            .transpose()
+    }
+}
+
+/// The item that holds the load lease and the load marker.
+const LOAD_KEY: &str = "meta#load";
+
+fn epoch_ms(t: std::time::SystemTime) -> String {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        .to_string()
+}
+
+impl DynamoStore {
+    fn meta_error(&self, op: &str, e: impl std::fmt::Display) -> EtlError {
+        EtlError::StoreError(format!("{op} {} ({LOAD_KEY}): {e}", self.table))
+    }
+
+    /// Takes the lease for `holder` when it is free or expired, waiting up to
+    /// [`LeasePolicy::wait`] for another holder to finish.
+    async fn take_lease(&self, holder: &str) -> Result<()> {
+        let started = std::time::Instant::now();
+        loop {
+            let now = std::time::SystemTime::now();
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("date", AttributeValue::S(LOAD_KEY.into()))
+                .update_expression("SET leaseHolder = :me, leaseExpires = :until")
+                .condition_expression("attribute_not_exists(leaseHolder) OR leaseExpires < :now")
+                .expression_attribute_values(":me", AttributeValue::S(holder.into()))
+                .expression_attribute_values(
+                    ":until",
+                    AttributeValue::N(epoch_ms(now + self.lease.duration)),
+                )
+                .expression_attribute_values(":now", AttributeValue::N(epoch_ms(now)))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    if started.elapsed() >= self.lease.wait {
+                        return Err(EtlError::LoadInProgress(format!(
+                            "another execution holds the load lease of {} (waited {} s)",
+                            self.table,
+                            self.lease.wait.as_secs()
+                        )));
+                    }
+                    tokio::time::sleep(self.lease.poll).await;
+                }
+                Err(e) => return Err(self.meta_error("UpdateItem", sdk_error_text(&e).1)),
+            }
+        }
+    }
+
+    /// Sets the marker while `holder` holds the lease; `Loaded` (or `None`: no new marker)
+    /// also releases the lease.
+    async fn set_marker(&self, holder: &str, marker: Option<&LoadMarker>) -> Result<()> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("date", AttributeValue::S(LOAD_KEY.into()))
+            .condition_expression("leaseHolder = :me")
+            .expression_attribute_values(":me", AttributeValue::S(holder.into()));
+        let release = "REMOVE leaseHolder, leaseExpires";
+        update = match marker {
+            Some(m) => {
+                let text = serde_json::to_string(m).map_err(EtlError::store)?;
+                let expression = match m.state {
+                    MarkerState::Loading => "SET #m = :m".to_string(),
+                    MarkerState::Loaded => format!("SET #m = :m {release}"),
+                };
+                // A placeholder for every name, as for `date`: no reserved-word surprises.
+                update
+                    .update_expression(expression)
+                    .expression_attribute_names("#m", "marker")
+                    .expression_attribute_values(":m", AttributeValue::S(text))
+            }
+            None => update.update_expression(release),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(EtlError::LoadIncomplete(format!(
+                    "the load lease of {} expired before the load finished; the marker says \
+                     Loading until a load completes",
+                    self.table
+                )))
+            }
+            Err(e) => Err(self.meta_error("UpdateItem", sdk_error_text(&e).1)),
+        }
+    }
+
+    async fn load_under_lease(&self, load: &Load, holder: &str) -> Result<Applied> {
+        let plan = load.plan(&self.series().await?);
+        let mut cost = WriteReport::default();
+        if !plan.writes.is_empty() {
+            self.set_marker(holder, Some(&load.marker(&plan, MarkerState::Loading)))
+                .await?;
+            cost = self.write(&plan.writes).await?;
+        }
+        self.set_marker(holder, Some(&load.marker(&plan, MarkerState::Loaded)))
+            .await?;
+        Ok(Applied { plan, cost })
+    }
 }
 
 /// The item for one day: `recovered` is left out when unknown.
@@ -402,43 +589,31 @@ pub fn write_units(record: &DailyRecord) -> u64 {
 }
 
 /// The run ledger shares the series table: one item per execution under the key
-/// `run#<execution id>`, and a pointer item `meta#last-success` holding the newest
-/// successful run. One table keeps the deployment, IAM and backups simple; the series scan
-/// skips these keys (they are not dates), and at one small item a day the ledger never
+/// `run#<execution id>`. One table keeps the deployment, IAM and backups simple; the series
+/// scan skips these keys (they are not dates), and at one small item a day the ledger never
 /// makes that scan noticeably dearer.
 const RUN_PREFIX: &str = "run#";
-const LAST_SUCCESS_KEY: &str = "meta#last-success";
 
 impl DynamoStore {
     fn ledger_error(&self, op: &str, e: impl std::fmt::Display) -> EtlError {
         EtlError::StoreError(format!("{op} {} (run ledger): {e}", self.table))
     }
 
-    async fn put_run(&self, key: &str, run: &RunRecord, only_if_newer: bool) -> Result<()> {
+    async fn put_run(&self, run: &RunRecord) -> Result<()> {
         let text = serde_json::to_string(run).map_err(EtlError::store)?;
-        let mut put = self
-            .client
+        self.client
             .put_item()
             .table_name(&self.table)
-            .item("date", AttributeValue::S(key.to_string()))
+            .item(
+                "date",
+                AttributeValue::S(format!("{RUN_PREFIX}{}", run.execution_id)),
+            )
             .item("startedAt", AttributeValue::S(run.started_at.clone()))
-            .item("record", AttributeValue::S(text));
-        if only_if_newer {
-            // An older run finishing late (a redrive) must not move the pointer back.
-            put = put
-                .condition_expression("attribute_not_exists(startedAt) OR startedAt <= :s")
-                .expression_attribute_values(":s", AttributeValue::S(run.started_at.clone()));
-        }
-        match put.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.ledger_error("PutItem", sdk_error_text(&e).1)),
-        }
+            .item("record", AttributeValue::S(text))
+            .send()
+            .await
+            .map_err(|e| self.ledger_error("PutItem", sdk_error_text(&e).1))?;
+        Ok(())
     }
 
     async fn get_run(&self, key: &str) -> Result<Option<RunRecord>> {
@@ -468,16 +643,7 @@ fn parse_run(value: &AttributeValue) -> Result<RunRecord> {
 #[async_trait]
 impl RunLedger for DynamoStore {
     async fn record_run(&self, run: &RunRecord) -> Result<()> {
-        self.put_run(&format!("{RUN_PREFIX}{}", run.execution_id), run, false)
-            .await?;
-        if run.is_success() && run.fingerprints.is_some() {
-            self.put_run(LAST_SUCCESS_KEY, run, true).await?;
-        }
-        Ok(())
-    }
-
-    async fn last_success(&self) -> Result<Option<RunRecord>> {
-        self.get_run(LAST_SUCCESS_KEY).await
+        self.put_run(run).await
     }
 
     async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>> {

@@ -1,6 +1,6 @@
 //! An in-memory store for tests: a map, plus a count of write calls.
 
-use super::{Store, WriteReport};
+use super::{Applied, Load, LoadMarker, MarkerState, Store, WriteReport};
 use crate::error::Result;
 use crate::ledger::{RunLedger, RunRecord};
 use crate::record::DailyRecord;
@@ -13,6 +13,7 @@ use std::sync::Mutex;
 pub struct MemoryStore {
     rows: Mutex<BTreeMap<NaiveDate, DailyRecord>>,
     write_calls: Mutex<u64>,
+    marker: Mutex<Option<LoadMarker>>,
     runs: Mutex<Vec<RunRecord>>,
 }
 
@@ -40,6 +41,29 @@ impl Store for MemoryStore {
             write_units: 0,
         })
     }
+
+    /// Under the marker's lock: one load at a time.
+    async fn load(&self, load: &Load) -> Result<Applied> {
+        let mut marker = self.marker.lock().unwrap();
+        let mut rows = self.rows.lock().unwrap();
+        let plan = load.plan(&rows.values().copied().collect::<Vec<_>>());
+        if !plan.writes.is_empty() {
+            *self.write_calls.lock().unwrap() += 1;
+        }
+        rows.extend(plan.writes.iter().map(|r| (r.date, *r)));
+        *marker = Some(load.marker(&plan, MarkerState::Loaded));
+        Ok(Applied {
+            plan,
+            cost: WriteReport {
+                requests: 1,
+                write_units: 0,
+            },
+        })
+    }
+
+    async fn marker(&self) -> Result<Option<LoadMarker>> {
+        Ok(self.marker.lock().unwrap().clone())
+    }
 }
 
 #[async_trait]
@@ -50,14 +74,6 @@ impl RunLedger for MemoryStore {
         runs.push(run.clone());
         runs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
         Ok(())
-    }
-
-    async fn last_success(&self) -> Result<Option<RunRecord>> {
-        let runs = self.runs.lock().unwrap();
-        Ok(runs
-            .iter()
-            .find(|r| r.is_success() && r.fingerprints.is_some())
-            .cloned())
     }
 
     async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>> {

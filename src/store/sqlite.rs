@@ -5,13 +5,13 @@
 //! open with a standard tool, writes a whole run in one atomic transaction, and costs about
 //! a millisecond to open.
 
-use super::{Store, WriteReport};
+use super::{Applied, Load, LoadMarker, MarkerState, Store, WriteReport};
 use crate::error::{EtlError, Result};
 use crate::ledger::{RunLedger, RunRecord};
 use crate::record::{DailyRecord, iso};
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -43,12 +43,12 @@ CREATE TABLE IF NOT EXISTS executions (
     redrive_state TEXT,
     redrive_input TEXT,
     redrive_count INTEGER NOT NULL DEFAULT 0,
-    ledger        TEXT            -- JSON run summary
+    ledger        TEXT            -- dropped by migration 1
 );
 CREATE TABLE IF NOT EXISTS runs (
     execution_id TEXT PRIMARY KEY,
     started_at   TEXT NOT NULL,
-    loaded       INTEGER NOT NULL, -- 1: a success with fingerprints (what the next run compares)
+    loaded       INTEGER NOT NULL, -- dropped by migration 1
     record       TEXT NOT NULL     -- JSON RunRecord
 );
 CREATE TABLE IF NOT EXISTS history (
@@ -65,6 +65,22 @@ CREATE TABLE IF NOT EXISTS payloads ( -- an execution's large event payloads, ea
 ) WITHOUT ROWID;
 ";
 
+/// Changes to [`SCHEMA`], in order; `PRAGMA user_version` counts those applied. A database made
+/// by an older version gets the missing ones when it is opened.
+const MIGRATIONS: &[&str] = &[
+    // 1: the load marker (what the series holds), and who runs each execution.
+    "CREATE TABLE load_marker (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        marker TEXT NOT NULL          -- JSON LoadMarker
+     );
+     ALTER TABLE executions ADD COLUMN owner_host TEXT;
+     ALTER TABLE executions ADD COLUMN owner_pid INTEGER;
+     ALTER TABLE executions ADD COLUMN owner_started TEXT;
+     ALTER TABLE executions ADD COLUMN heartbeat_at TEXT;
+     ALTER TABLE executions DROP COLUMN ledger;
+     ALTER TABLE runs DROP COLUMN loaded;",
+];
+
 /// A handle on the database file; cheap to clone, safe to share between tasks.
 #[derive(Clone)]
 pub struct SqliteDb {
@@ -72,16 +88,20 @@ pub struct SqliteDb {
 }
 
 impl SqliteDb {
+    /// Opens (or creates) the database, brings its schema up to date, and turns the
+    /// executions of processes that died into `ABORTED` ones ([`SqliteDb::reconcile_orphans`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let db = Self::init(conn)?;
+        db.reconcile_orphans()?;
+        Ok(db)
     }
 
     pub fn in_memory() -> Result<Self> {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self> {
+    fn init(mut conn: Connection) -> Result<Self> {
         // WAL with NORMAL sync: a crash can lose the last transaction but never corrupts the
         // file or leaves half a run, and each commit costs one fsync fewer.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -92,7 +112,7 @@ impl SqliteDb {
             conn.pragma_update(None, "synchronous", "OFF")?;
         }
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -103,13 +123,15 @@ impl SqliteDb {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` in one transaction: all of it is written or none.
+    /// Runs `f` in one transaction: all of it is written or none. It takes the database's
+    /// write lock when it begins (`BEGIN IMMEDIATE`), so what `f` reads cannot change under it
+    /// before it commits, even from another process.
     pub(crate) fn transaction<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
@@ -126,6 +148,49 @@ impl SqliteDb {
             )
             .optional()?)
     }
+}
+
+/// Creates the schema and applies the [`MIGRATIONS`] it lacks, under the write lock so two
+/// processes opening a new file at once do not both apply them.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let latest = MIGRATIONS.len() as i64;
+    let version = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+    if version(conn)? == latest {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    let applied = version(&tx)?;
+    for migration in MIGRATIONS.iter().skip(applied as usize) {
+        tx.execute_batch(migration)?;
+    }
+    tx.pragma_update(None, "user_version", latest)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn upsert(tx: &rusqlite::Transaction<'_>, records: &[DailyRecord]) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO series (date, cases, deaths, recovered) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(date) DO UPDATE SET
+           cases = excluded.cases, deaths = excluded.deaths, recovered = excluded.recovered",
+    )?;
+    for r in records {
+        stmt.execute(params![
+            iso(r.date),
+            r.cases as i64,
+            r.deaths as i64,
+            r.recovered.map(|v| v as i64)
+        ])?;
+    }
+    Ok(())
+}
+
+fn read_series(conn: &Connection) -> Result<Vec<DailyRecord>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT date, cases, deaths, recovered FROM series ORDER BY date")?;
+    let rows = stmt.query_map([], row_to_record)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<DailyRecord> {
@@ -145,34 +210,57 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<DailyRecord> {
 #[async_trait]
 impl Store for SqliteDb {
     async fn series(&self) -> Result<Vec<DailyRecord>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT date, cases, deaths, recovered FROM series ORDER BY date")?;
-        let rows = stmt.query_map([], row_to_record)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        read_series(&self.conn())
     }
 
     async fn write(&self, records: &[DailyRecord]) -> Result<WriteReport> {
-        self.transaction(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO series (date, cases, deaths, recovered) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(date) DO UPDATE SET
-                   cases = excluded.cases, deaths = excluded.deaths, recovered = excluded.recovered",
-            )?;
-            for r in records {
-                stmt.execute(params![
-                    iso(r.date),
-                    r.cases as i64,
-                    r.deaths as i64,
-                    r.recovered.map(|v| v as i64)
-                ])?;
-            }
-            Ok(())
-        })?;
+        self.transaction(|tx| upsert(tx, records))?;
         Ok(WriteReport {
             requests: 1,
             write_units: 0,
         })
+    }
+
+    /// Read, diff, write and marker in one `BEGIN IMMEDIATE` transaction: a concurrent load
+    /// waits for the write lock (the busy timeout) and then diffs against what this one
+    /// committed; a crash at any point leaves either all of it or none.
+    async fn load(&self, load: &Load) -> Result<Applied> {
+        let plan = self
+            .transaction(|tx| {
+                let plan = load.plan(&read_series(tx)?);
+                upsert(tx, &plan.writes)?;
+                let marker = load.marker(&plan, MarkerState::Loaded);
+                let text = serde_json::to_string(&marker).map_err(EtlError::store)?;
+                tx.execute(
+                    "INSERT INTO load_marker (id, marker) VALUES (1, ?1)
+                     ON CONFLICT(id) DO UPDATE SET marker = excluded.marker",
+                    [text],
+                )?;
+                Ok(plan)
+            })
+            .map_err(|e| match e {
+                // The busy timeout passed while another execution held the write lock.
+                EtlError::StoreThrottled(m) => EtlError::LoadInProgress(m),
+                other => other,
+            })?;
+        Ok(Applied {
+            plan,
+            cost: WriteReport {
+                requests: 1,
+                write_units: 0,
+            },
+        })
+    }
+
+    async fn marker(&self) -> Result<Option<LoadMarker>> {
+        let text: Option<String> = self
+            .conn()
+            .query_row("SELECT marker FROM load_marker WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        text.map(|t| serde_json::from_str(&t).map_err(EtlError::store))
+            .transpose()
     }
 }
 
@@ -181,25 +269,12 @@ impl RunLedger for SqliteDb {
     async fn record_run(&self, run: &RunRecord) -> Result<()> {
         let text = serde_json::to_string(run).map_err(EtlError::store)?;
         self.conn().execute(
-            "INSERT INTO runs (execution_id, started_at, loaded, record) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO runs (execution_id, started_at, record) VALUES (?1, ?2, ?3)
              ON CONFLICT(execution_id) DO UPDATE SET
-               started_at = excluded.started_at, loaded = excluded.loaded, record = excluded.record",
-            params![
-                run.execution_id,
-                run.started_at,
-                run.is_success() && run.fingerprints.is_some(),
-                text
-            ],
+               started_at = excluded.started_at, record = excluded.record",
+            params![run.execution_id, run.started_at, text],
         )?;
         Ok(())
-    }
-
-    async fn last_success(&self) -> Result<Option<RunRecord>> {
-        self.query_runs(
-            "WHERE loaded = 1 ORDER BY started_at DESC LIMIT 1",
-            params![],
-        )
-        .map(|mut v| v.pop())
     }
 
     async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>> {

@@ -1,18 +1,19 @@
 //! The HTTP API and the dashboard on AWS: `covid_etl::api::router` behind an API Gateway HTTP
 //! API, through `lambda_http`. The same router `covid-etl serve` runs locally.
 //!
-//! `TABLE_NAME` selects the DynamoDB table (`adapters::table_from_env`; used read-only: the
+//! `TABLE_NAME` selects the DynamoDB table (`Backends::from_env`; used read-only: the
 //! series through `Store::series`, the executions from the run ledger), `COVID_ETL_DB` the
 //! embedded database instead, for running the binary locally.
-use covid_etl::{adapters, api, lambda};
+use covid_etl::backends::Backends;
+use covid_etl::{api, lambda};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_tracing();
-    let table = adapters::table_from_env().await?;
-    let executions = Arc::new(api::LedgerExecutions(table.ledger));
-    lambda_http::run(api::router(table.store, executions)).await
+    let backends = Backends::from_env().await?;
+    let executions = Arc::new(api::LedgerExecutions(backends.ledger));
+    lambda_http::run(api::router(backends.store, executions)).await
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! The DiffAndLoad state: write what changed to the table.
-use covid_etl::{adapters, lambda, steps};
+use covid_etl::{backends::Backends, lambda, steps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let store = adapters::table_from_env().await?.store;
+    let store = Backends::from_env().await?.store;
     lambda::run(move |request| {
         let store = store.clone();
         async move { steps::diff_and_load(request, store.as_ref()).await }

@@ -1,13 +1,13 @@
 //! The ExtractJhu state: fetch and validate the JHU combined series (US rows).
-use covid_etl::{adapters, extract::SourceKind, lambda, steps};
+use covid_etl::{backends::Backends, extract::SourceKind, lambda, steps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let config = steps::SourceConfig::from_env();
-    let ledger = adapters::table_from_env().await?.ledger;
+    let store = Backends::from_env().await?.store;
     lambda::run(move |request| {
-        let (config, ledger) = (config.clone(), ledger.clone());
-        async move { steps::extract(SourceKind::Jhu, request, config, ledger.as_ref()).await }
+        let (config, store) = (config.clone(), store.clone());
+        async move { steps::extract(SourceKind::Jhu, request, config, store.as_ref()).await }
     })
     .await
 }

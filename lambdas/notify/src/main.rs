@@ -1,28 +1,26 @@
 //! The notify states (success, no new data, failure) and the EventBridge rule for executions
 //! that ended where no Catch could see them (timed out, aborted).
+use covid_etl::backends::Backends;
 use covid_etl::payload::NotifyEvent;
-use covid_etl::{adapters, aws, lambda, steps};
+use covid_etl::{aws, lambda, steps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let ledger = adapters::table_from_env().await?.ledger;
-    let notifier = adapters::notifier_from_env().await?;
+    let backends = Backends::from_env().await?;
     let settings = steps::NotifySettings::from_env();
     let sfn = aws_sdk_sfn::Client::new(aws::default_config().await);
     lambda::run(move |event: NotifyEvent| {
-        let (ledger, notifier, sfn) = (ledger.clone(), notifier.clone(), sfn.clone());
+        let (b, sfn) = (backends.clone(), sfn.clone());
         async move {
             let now = chrono::Utc::now();
+            let (n, l, s) = (b.notifier.as_ref(), b.ledger.as_ref(), b.store.as_ref());
             match event {
-                NotifyEvent::Step(request) => {
-                    steps::notify(*request, notifier.as_ref(), ledger.as_ref(), settings, now)
-                        .await
-                        .map(|r| covid_etl::payload::NotifyOutcome::Sent(Box::new(r)))
-                }
+                NotifyEvent::Step(request) => steps::notify(*request, n, l, s, settings, now)
+                    .await
+                    .map(|r| covid_etl::payload::NotifyOutcome::Sent(Box::new(r))),
                 NotifyEvent::StatusChange(event) => {
                     let last = aws::sfn::last_failure(&sfn, &event.detail.execution_arn).await?;
-                    let (n, l) = (notifier.as_ref(), ledger.as_ref());
-                    steps::status_change(event.detail, last, n, l, settings, now).await
+                    steps::status_change(event.detail, last, n, l, s, settings, now).await
                 }
             }
         }

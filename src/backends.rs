@@ -1,0 +1,150 @@
+//! The composition root: the one place that picks the backends — the embedded SQLite file, or
+//! a DynamoDB table and an SNS topic — and builds all of them together, once, from one
+//! configuration. The CLI and every Lambda binary get their series store, run ledger,
+//! notifier and fallback from here, so the ledger and the no-new-data marker always live
+//! with the series they describe.
+
+use crate::error::{EtlError, Result};
+use crate::ledger::RunLedger;
+use crate::notify::{Notifier, SnsNotifier};
+use crate::store::{DynamoStore, SqliteDb, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where the series, its load marker and the run ledger live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded database file.
+    Sqlite(PathBuf),
+    /// A DynamoDB table (series, ledger and marker share it).
+    DynamoDb { table: String },
+}
+
+/// Where notifications go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyConfig {
+    /// The outbox table of the embedded database file.
+    Outbox(PathBuf),
+    /// An SNS topic.
+    Sns { topic_arn: String },
+}
+
+/// Everything [`Backends::build`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    pub store: StoreConfig,
+    pub notify: NotifyConfig,
+    /// Where the local engine keeps its executions and their history (the CLI); `None` on
+    /// AWS, where Step Functions keeps them.
+    pub history: Option<PathBuf>,
+    /// An AWS endpoint other than the standard one (a local server); `None`: the standard
+    /// configuration chain, which honours `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+}
+
+impl BackendConfig {
+    /// Everything in one embedded database file.
+    pub fn local(db: impl Into<PathBuf>) -> Self {
+        let db = db.into();
+        Self {
+            store: StoreConfig::Sqlite(db.clone()),
+            notify: NotifyConfig::Outbox(db.clone()),
+            history: Some(db),
+            endpoint_url: None,
+        }
+    }
+
+    /// A Lambda's environment: `COVID_ETL_DB` selects the embedded database (running the
+    /// binaries locally); otherwise `TABLE_NAME` and `TOPIC_ARN` (set for every function)
+    /// select DynamoDB and SNS.
+    pub fn from_env() -> Result<Self> {
+        if let Ok(path) = std::env::var("COVID_ETL_DB") {
+            return Ok(Self::local(path));
+        }
+        Ok(Self {
+            store: StoreConfig::DynamoDb {
+                table: required("TABLE_NAME")?,
+            },
+            notify: NotifyConfig::Sns {
+                topic_arn: required("TOPIC_ARN")?,
+            },
+            history: None,
+            endpoint_url: None,
+        })
+    }
+}
+
+fn required(name: &str) -> Result<String> {
+    std::env::var(name)
+        .map_err(|_| EtlError::InvalidInput(format!("environment variable {name} is not set")))
+}
+
+/// The backends of one process, built together.
+#[derive(Clone)]
+pub struct Backends {
+    pub store: Arc<dyn Store>,
+    pub ledger: Arc<dyn RunLedger>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Where the failure branch's direct `sns:publish` goes (on AWS, the same topic).
+    pub fallback: Arc<dyn Notifier>,
+    /// The local engine's executions and history, when configured.
+    pub history: Option<SqliteDb>,
+}
+
+impl Backends {
+    /// Opens each backend once; one file shared by several roles is opened once.
+    pub async fn build(config: &BackendConfig) -> Result<Self> {
+        let mut sqlite: Option<(PathBuf, SqliteDb)> = None;
+        let mut open = |path: &PathBuf| -> Result<SqliteDb> {
+            match &sqlite {
+                Some((p, db)) if p == path => Ok(db.clone()),
+                _ => {
+                    let db = SqliteDb::open(path).map_err(|e| {
+                        EtlError::StoreError(format!("cannot open {}: {e}", path.display()))
+                    })?;
+                    sqlite = Some((path.clone(), db.clone()));
+                    Ok(db)
+                }
+            }
+        };
+        let endpoint = config.endpoint_url.as_deref();
+        let (store, ledger): (Arc<dyn Store>, Arc<dyn RunLedger>) = match &config.store {
+            StoreConfig::Sqlite(path) => {
+                let db = Arc::new(open(path)?);
+                (db.clone(), db)
+            }
+            StoreConfig::DynamoDb { table } => {
+                let dynamo = Arc::new(DynamoStore::from_conf(&aws_config(endpoint).await, table));
+                (dynamo.clone(), dynamo)
+            }
+        };
+        let notifier: Arc<dyn Notifier> = match &config.notify {
+            NotifyConfig::Outbox(path) => Arc::new(open(path)?),
+            NotifyConfig::Sns { topic_arn } => Arc::new(SnsNotifier::from_conf(
+                &aws_config(endpoint).await,
+                topic_arn,
+            )),
+        };
+        let history = config.history.as_ref().map(&mut open).transpose()?;
+        Ok(Self {
+            store,
+            ledger,
+            fallback: notifier.clone(),
+            notifier,
+            history,
+        })
+    }
+
+    /// [`BackendConfig::from_env`], built: what a Lambda binary starts with.
+    pub async fn from_env() -> Result<Self> {
+        Self::build(&BackendConfig::from_env()?).await
+    }
+}
+
+/// The shared per-process configuration for the standard endpoint, a fresh one otherwise.
+async fn aws_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    match endpoint_url {
+        None => crate::aws::default_config().await.clone(),
+        Some(url) => crate::aws::sdk_config(Some(url)).await,
+    }
+}
