@@ -332,7 +332,7 @@ mod tests {
         let fallback = Arc::new(MemoryNotifier::default());
         let store = Arc::new(MemoryStore::default());
         let tasks = LocalTasks {
-            sources: SourceConfig::from_env(),
+            sources: SourceConfig::default(),
             quality: steps::QualityPolicy::default(),
             store: store.clone(),
             ledger: store.clone(),

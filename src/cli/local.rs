@@ -1,12 +1,12 @@
 //! Commands on the local engine and the embedded database.
 
 use super::{DbArg, Failure};
+use covid_etl::config::{Config, Role};
 use covid_etl::engine::{EventKind, HistoryEvent, HistorySink, RandomJitter, ScaledClock};
 use covid_etl::ledger::{RunLedger, RunRecord};
 use covid_etl::notify::Notifier;
 use covid_etl::payload::RunOptions;
 use covid_etl::report::{self, StepView};
-use covid_etl::steps::SourceConfig;
 use covid_etl::store::{ExecutionRecord, SqliteDb, Store};
 use covid_etl::workflow::{LocalRunner, LocalTasks};
 use serde_json::{Value, json};
@@ -188,26 +188,26 @@ struct Session {
 
 impl Session {
     fn open(db: &DbArg, as_json: bool) -> Result<Self, Failure> {
+        // Before the database is opened: a bad setting creates nothing.
+        let config = Config::from_env(Role::Cli)?;
         let db = open(db)?;
         let store: Arc<dyn Store> = Arc::new(db.clone());
         let notifier: Arc<dyn Notifier> = Arc::new(db.clone());
         let tasks = LocalTasks {
-            sources: SourceConfig::from_env(),
-            quality: covid_etl::steps::QualityPolicy::from_env(),
+            sources: config.sources,
+            quality: config.quality,
             store,
             ledger: Arc::new(db.clone()),
-            notify_settings: covid_etl::steps::NotifySettings::from_env(),
+            notify_settings: config.notify,
             notifier: notifier.clone(),
             fallback: notifier,
         };
         // COVID_ETL_TIME_SCALE divides every engine wait (retry delays, Task and execution
         // timeouts): the end-to-end tests run the real definition without waiting minutes.
-        let speedup = std::env::var("COVID_ETL_TIME_SCALE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1.0);
         Ok(Self {
-            clock: ScaledClock { speedup },
+            clock: ScaledClock {
+                speedup: config.time_scale,
+            },
             db,
             tasks,
             progress: Progress::new(!as_json),
