@@ -81,7 +81,7 @@ impl Config {
             url("NYT_URL", SourceKind::Nyt)?,
             url("JHU_URL", SourceKind::Jhu)?,
         );
-        let allowlist = env.parsed("COVID_ETL_SOURCE_ALLOWLIST", |v| Allowlist::parse(v))?;
+        let allowlist = env.parsed("COVID_ETL_SOURCE_ALLOWLIST", Allowlist::parse)?;
         let policy = match (allowlist, role) {
             (Some(list), _) => SourcePolicy::Allowlist(list),
             (None, Role::Cli) => SourcePolicy::Anywhere,
