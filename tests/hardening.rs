@@ -651,3 +651,50 @@ fn a_refused_source_is_in_no_retry_list() {
         assert!(!names.iter().any(|n| n == never), "{never} is retried");
     }
 }
+
+/// The Lambda configuration (no allowlist set: the real sources' origin only) refuses every
+/// override through the extract step the Lambda runs, before the ledger or the source is
+/// touched; a listed loopback origin is read.
+#[tokio::test]
+async fn the_lambda_configuration_allows_only_its_allowlist() {
+    use covid_etl::config::{Config, Role};
+    use covid_etl::payload::{ExtractRequest, RunOptions};
+    let body = std::fs::read(fixture("nyt/us.csv")).unwrap();
+    let (url, hits) = serve(vec![Reply::Body(body)]);
+    let ledger = covid_etl::store::MemoryStore::default();
+    let request = |nyt: &str| ExtractRequest {
+        options: RunOptions {
+            nyt: Some(nyt.to_string()),
+            ..RunOptions::default()
+        },
+        conditional: true,
+    };
+    let lambda = Config::from_vars(Role::Lambda, |_| None).unwrap();
+    for nyt in [
+        url.as_str(),
+        "/etc/passwd",
+        "file:///etc/passwd",
+        "http://169.254.169.254/",
+    ] {
+        let e = covid_etl::steps::extract(
+            SourceKind::Nyt,
+            request(nyt),
+            lambda.sources.clone(),
+            &ledger,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.name(), "SourceNotAllowed", "{nyt}: {e}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let listed = origin(&url);
+    let test_stage = Config::from_vars(Role::Lambda, |name| {
+        (name == "COVID_ETL_SOURCE_ALLOWLIST").then(|| listed.clone().into())
+    })
+    .unwrap();
+    let got =
+        covid_etl::steps::extract(SourceKind::Nyt, request(&url), test_stage.sources, &ledger)
+            .await
+            .unwrap();
+    assert_eq!((got.records.len(), hits.load(Ordering::SeqCst)), (61, 1));
+}
