@@ -6,7 +6,7 @@
 //! the sizes of the JSON payloads that travel between states for that series, so the
 //! Step Functions limit (256 KiB) can be checked against the full real series.
 
-use covid_etl::extract::{self, HttpConfig, Location, SourceKind, jhu, nyt};
+use covid_etl::extract::{self, HttpConfig, Location, SourceKind, SourcePolicy, jhu, nyt};
 use covid_etl::payload::{LoadRequest, MergeRequest, RunOptions};
 use covid_etl::record::DailyRecord;
 use covid_etl::{diff, merge, steps};
@@ -107,6 +107,7 @@ fn print_payload_sizes() {
             kind,
             &Location::Path(path),
             &HttpConfig::default(),
+            &SourcePolicy::Anywhere,
             None,
             true,
         ))

@@ -24,6 +24,14 @@ pub enum EtlError {
         location: String,
         reason: String,
     },
+    /// A source location the configuration does not allow (on AWS: anything but an https URL
+    /// on the allowlist, or a redirect off it). Raised before any I/O; never retried.
+    #[error("{source_name} location {location} is not allowed: {reason}")]
+    SourceNotAllowed {
+        source_name: String,
+        location: String,
+        reason: String,
+    },
     /// The source answered, but not with a file we can read (missing column, empty, too big).
     #[error("{source_name}: {reason}")]
     SchemaError { source_name: String, reason: String },
@@ -60,6 +68,13 @@ pub enum EtlError {
     /// A state payload did not have the shape the step expects (a definition/code mismatch).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// An environment variable has a value the process cannot use; raised once, at start.
+    #[error("{variable}={value:?} {reason}")]
+    ConfigError {
+        variable: &'static str,
+        value: String,
+        reason: String,
+    },
     /// The local engine refused a run (for example a reused execution name).
     #[error("{name}: {message}")]
     Execution { name: &'static str, message: String },
@@ -71,6 +86,7 @@ impl EtlError {
         match self {
             Self::SourceUnavailable { .. } => "SourceUnavailable",
             Self::SourceRejected { .. } => "SourceRejected",
+            Self::SourceNotAllowed { .. } => "SourceNotAllowed",
             Self::SchemaError { .. } => "SchemaError",
             Self::DataQualityError { .. } => "DataQualityError",
             Self::NoOverlap(_) => "DataQualityError",
@@ -80,6 +96,7 @@ impl EtlError {
             Self::StoreError(_) => "StoreError",
             Self::NotifyError(_) => "NotifyError",
             Self::InvalidInput(_) => "InvalidInput",
+            Self::ConfigError { .. } => "ConfigError",
             Self::Execution { name, .. } => name,
         }
     }

@@ -30,8 +30,12 @@ where
 {
     init_tracing();
     let step = &step;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Req>| async move {
-        step(event.payload).await
-    }))
+    // The payload is read here, not by the runtime, so that a malformed input (an unknown
+    // key of the execution input) fails as `InvalidInput`, the name the state machine knows.
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            step(crate::steps::parse_payload(event.payload)?).await
+        },
+    ))
     .await
 }

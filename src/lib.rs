@@ -10,6 +10,7 @@
 pub mod api;
 pub mod aws;
 pub mod backends;
+pub mod config;
 pub mod diff;
 pub mod engine;
 pub mod error;

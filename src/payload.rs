@@ -9,9 +9,11 @@ use crate::merge::{DateSpan, Dropped};
 use crate::record::DailyRecord;
 use serde::{Deserialize, Serialize};
 
-/// The execution input: every field is optional, so a scheduled run starts with `{}`.
+/// The execution input: every field is optional, so a scheduled run starts with `{}`. An
+/// unknown key is refused (`InvalidInput` naming it), not ignored: `{"dry_run": true}` typed
+/// in the console must not become a real load.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunOptions {
     /// Compute and report the changes, write nothing.
     #[serde(default)]

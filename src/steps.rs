@@ -3,7 +3,7 @@
 
 use crate::diff;
 use crate::error::{EtlError, Result};
-use crate::extract::{self, HttpConfig, Location, SourceKind};
+use crate::extract::{self, HttpConfig, Location, SourceKind, SourcePolicy};
 use crate::ledger::{RunLedger, RunOutcome, RunRecord};
 use crate::merge::{self, DateSpan};
 use crate::notify::{Notification, Notifier, subject_line};
@@ -11,33 +11,37 @@ use crate::payload::*;
 use crate::store::{Load, LoadMarker, MarkerState, Store, WriteReport};
 use std::collections::BTreeMap;
 
-/// Where the sources are by default and how to download them.
+/// Where the sources are by default, how to download them, and which locations a run may
+/// read. Built by [`crate::config::Config`].
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub nyt: String,
     pub jhu: String,
     pub http: HttpConfig,
+    pub policy: SourcePolicy,
+}
+
+impl Default for SourceConfig {
+    /// The real sources, default limits, any location (the command line's policy).
+    fn default() -> Self {
+        Self {
+            nyt: SourceKind::Nyt.default_url().to_string(),
+            jhu: SourceKind::Jhu.default_url().to_string(),
+            http: HttpConfig::default(),
+            policy: SourcePolicy::Anywhere,
+        }
+    }
 }
 
 impl SourceConfig {
-    /// The live URLs, overridden by `NYT_URL` / `JHU_URL`, and [`HttpConfig::from_env`].
-    pub fn from_env() -> Self {
-        let var = |name, default: SourceKind| {
-            std::env::var(name).unwrap_or_else(|_| default.default_url().to_string())
-        };
-        Self {
-            nyt: var("NYT_URL", SourceKind::Nyt),
-            jhu: var("JHU_URL", SourceKind::Jhu),
-            http: HttpConfig::from_env(),
-        }
-    }
-
-    fn location(&self, kind: SourceKind, options: &RunOptions) -> Location {
+    /// The location this run reads `kind` from, if the policy allows it.
+    fn location(&self, kind: SourceKind, options: &RunOptions) -> Result<Location> {
         let (overridden, default) = match kind {
             SourceKind::Nyt => (&options.nyt, &self.nyt),
             SourceKind::Jhu => (&options.jhu, &self.jhu),
         };
-        Location::parse(overridden.as_deref().unwrap_or(default))
+        self.policy
+            .locate(kind.name(), overridden.as_deref().unwrap_or(default))
     }
 }
 
@@ -52,7 +56,8 @@ pub async fn extract(
     config: SourceConfig,
     store: &dyn Store,
 ) -> Result<extract::Extract> {
-    let location = config.location(kind, &request.options);
+    // Refused before any I/O, the ledger read included.
+    let location = config.location(kind, &request.options)?;
     let previous = if request.options.full_reload {
         None
     } else {
@@ -69,6 +74,7 @@ pub async fn extract(
         kind,
         &location,
         &config.http,
+        &config.policy,
         previous.as_ref(),
         request.conditional,
     )
@@ -90,19 +96,6 @@ impl Default for QualityPolicy {
         Self {
             stale_after_days: 3,
             min_overlap_days: 30,
-        }
-    }
-}
-
-impl QualityPolicy {
-    /// Defaults, overridden by `STALE_AFTER_DAYS` and `MIN_OVERLAP_DAYS`.
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<i64>().ok());
-        let d = Self::default();
-        Self {
-            stale_after_days: var("STALE_AFTER_DAYS").unwrap_or(d.stale_after_days),
-            min_overlap_days: var("MIN_OVERLAP_DAYS")
-                .map_or(d.min_overlap_days, |v| v.max(0) as usize),
         }
     }
 }
@@ -223,11 +216,10 @@ pub struct NotifySettings {
     pub notify_no_new_data: bool,
 }
 
-impl NotifySettings {
-    /// `NOTIFY_NO_NEW_DATA=false` silences the short "no new data" message.
-    pub fn from_env() -> Self {
+impl Default for NotifySettings {
+    fn default() -> Self {
         Self {
-            notify_no_new_data: std::env::var("NOTIFY_NO_NEW_DATA").map_or(true, |v| v != "false"),
+            notify_no_new_data: true,
         }
     }
 }
@@ -667,7 +659,7 @@ mod tests {
             cause: Some("Task timed out after 300 s".into()),
             reached_fail_state: false,
         };
-        let settings = NotifySettings::from_env();
+        let settings = NotifySettings::default();
         let outcome = status_change(
             detail("TIMED_OUT"),
             last,
@@ -705,7 +697,7 @@ mod tests {
             crate::store::MemoryStore::default(),
             crate::notify::MemoryNotifier::default(),
         );
-        let settings = NotifySettings::from_env();
+        let settings = NotifySettings::default();
         let now = chrono::Utc::now();
         let failed_in_a_step = crate::report::LastFailure {
             state: Some("DiffAndLoad".into()),

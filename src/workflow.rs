@@ -440,7 +440,7 @@ mod tests {
         let fallback = Arc::new(MemoryNotifier::default());
         let store = Arc::new(MemoryStore::default());
         let tasks = LocalTasks {
-            sources: SourceConfig::from_env(),
+            sources: SourceConfig::default(),
             quality: steps::QualityPolicy::default(),
             backends: Backends {
                 store: store.clone(),

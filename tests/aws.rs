@@ -42,7 +42,7 @@ fn options(nyt: &Path, jhu: &Path) -> RunOptions {
 
 /// Extract both sources and merge them, as the first states do.
 async fn extract_and_merge(nyt: &Path, jhu: &Path) -> (Extract2, Merged) {
-    let config = SourceConfig::from_env();
+    let config = SourceConfig::default();
     let request = ExtractRequest {
         options: options(nyt, jhu),
         ..ExtractRequest::default()

@@ -319,7 +319,7 @@ impl Notifier for FailsOnSuccess {
 
 fn runner_tasks(db: &SqliteDb, notifier: Arc<dyn Notifier>) -> LocalTasks {
     LocalTasks {
-        sources: SourceConfig::from_env(),
+        sources: SourceConfig::default(),
         quality: QualityPolicy::default(),
         backends: Backends {
             store: Arc::new(db.clone()),

@@ -67,7 +67,7 @@ async fn run_chain_on(
     notifier: &MemoryNotifier,
     today: NaiveDate,
 ) -> Result<(Merged, LoadReport)> {
-    let config = SourceConfig::from_env();
+    let config = SourceConfig::default();
     let options = RunOptions {
         nyt: Some(nyt.display().to_string()),
         jhu: Some(jhu.display().to_string()),

@@ -19,6 +19,7 @@
 pub mod aggregate;
 mod assets;
 pub mod executions;
+pub mod server;
 
 pub use executions::{ExecutionSource, ExecutionSummary, LedgerExecutions};
 

@@ -2,11 +2,11 @@
 
 use super::{DbArg, Failure};
 use covid_etl::backends::{BackendConfig, Backends, NotifyConfig, StoreConfig};
+use covid_etl::config::{Config, Role};
 use covid_etl::engine::{EventKind, HistoryEvent, HistorySink, RandomJitter, ScaledClock};
 use covid_etl::ledger::{RunLedger, RunRecord};
 use covid_etl::payload::RunOptions;
 use covid_etl::report::{self, StepView};
-use covid_etl::steps::SourceConfig;
 use covid_etl::store::{ExecutionRecord, SqliteDb, Store};
 use covid_etl::workflow::{LocalRunner, LocalTasks};
 use serde_json::{Value, json};
@@ -187,25 +187,25 @@ struct Session {
 
 impl Session {
     async fn open(config: &BackendConfig, as_json: bool) -> Result<Self, Failure> {
+        // Before the backends are built: a bad setting creates nothing.
+        let settings = Config::from_env(Role::Cli)?;
         let backends = Backends::build(config).await?;
         let db = backends
             .history
             .clone()
             .ok_or_else(|| Failure::Error("no local database for the executions".into()))?;
         let tasks = LocalTasks {
-            sources: SourceConfig::from_env(),
-            quality: covid_etl::steps::QualityPolicy::from_env(),
+            sources: settings.sources,
+            quality: settings.quality,
             backends,
-            notify_settings: covid_etl::steps::NotifySettings::from_env(),
+            notify_settings: settings.notify,
         };
         // COVID_ETL_TIME_SCALE divides every engine wait (retry delays, Task and execution
         // timeouts): the end-to-end tests run the real definition without waiting minutes.
-        let speedup = std::env::var("COVID_ETL_TIME_SCALE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1.0);
         Ok(Self {
-            clock: ScaledClock { speedup },
+            clock: ScaledClock {
+                speedup: settings.time_scale,
+            },
             db,
             tasks,
             progress: Progress::new(!as_json),

@@ -37,7 +37,8 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), Failure> {
         "covid-etl serve: {} on http://{local}/ (API under /api/, contract at /api/openapi.yaml)",
         path.display()
     );
-    axum::serve(listener, api::router(store, executions))
+    let limits = api::server::ServerLimits::default();
+    api::server::serve(listener, api::router(store, executions), limits)
         .await
         .map_err(|e| Failure::Error(format!("server stopped: {e}")))
 }

@@ -1,7 +1,7 @@
 //! Where a source comes from and how its bytes reach the parser: a local file or an HTTPS
 //! download, hashed (SHA-256 of the body) alongside the parse, with limits on time and size.
 
-use super::{Fingerprint, SourceKind, SourceSeries};
+use super::{Fingerprint, SourceKind, SourcePolicy, SourceSeries};
 use crate::error::{EtlError, Result};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -35,7 +35,8 @@ impl fmt::Display for Location {
     }
 }
 
-/// Limits for downloads. Certificate verification is always on (rustls with the platform's
+/// Limits for reading a source, a local file or a download (`max_body_bytes` applies to
+/// both). Certificate verification is always on (rustls with the platform's
 /// roots); there is deliberately no switch to turn it off.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -55,27 +56,9 @@ impl Default for HttpConfig {
     }
 }
 
-impl HttpConfig {
-    /// Defaults, overridden by `COVID_ETL_HTTP_CONNECT_TIMEOUT_SECS`,
-    /// `COVID_ETL_HTTP_TIMEOUT_SECS` and `COVID_ETL_MAX_BODY_BYTES` when set.
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
-        let mut config = Self::default();
-        if let Some(s) = var("COVID_ETL_HTTP_CONNECT_TIMEOUT_SECS") {
-            config.connect_timeout = Duration::from_secs_f64(s);
-        }
-        if let Some(s) = var("COVID_ETL_HTTP_TIMEOUT_SECS") {
-            config.total_timeout = Duration::from_secs_f64(s);
-        }
-        if let Some(b) = var("COVID_ETL_MAX_BODY_BYTES") {
-            config.max_body_bytes = b as u64;
-        }
-        config
-    }
-}
-
 pub(super) enum Fetched {
-    NotModified,
+    /// `304 Not Modified`, from the URL the redirects (if any) ended at.
+    NotModified(Option<String>),
     Parsed(Fingerprint, SourceSeries),
 }
 
@@ -83,6 +66,7 @@ pub(super) async fn fetch_and_parse(
     kind: SourceKind,
     location: &Location,
     http: &HttpConfig,
+    policy: &SourcePolicy,
     validators: Option<&Fingerprint>,
 ) -> Result<Fetched> {
     let located = |e: EtlError| match e {
@@ -98,8 +82,8 @@ pub(super) async fn fetch_and_parse(
         other => other,
     };
     match location {
-        Location::Path(path) => read_file(kind, path.clone()).await,
-        Location::Url(url) => download(kind, url, http, validators).await,
+        Location::Path(path) => read_file(kind, path.clone(), http.max_body_bytes).await,
+        Location::Url(url) => download(kind, url, http, policy, validators).await,
     }
     .map_err(located)
 }
@@ -110,7 +94,11 @@ pub(super) async fn fetch_and_parse(
 /// rewritten in place while they read (its size or modification time changed) is refused as
 /// unavailable — a transient error, so the run retries it — rather than recorded with a
 /// hash of other bytes than those parsed.
-async fn read_file(kind: SourceKind, path: PathBuf) -> Result<Fetched> {
+///
+/// A file larger than `max` bytes is refused before it is read, and both readers stop at
+/// `max` bytes whatever the size said: `/dev/zero`, a pipe or a growing file never makes
+/// the run read without end.
+async fn read_file(kind: SourceKind, path: PathBuf, max: u64) -> Result<Fetched> {
     let name = kind.name();
     let file = std::fs::File::open(&path).map_err(|e| unavailable(name, e))?;
     let version = |f: &std::fs::File| {
@@ -118,6 +106,9 @@ async fn read_file(kind: SourceKind, path: PathBuf) -> Result<Fetched> {
         Ok::<_, EtlError>((m.len(), m.modified().ok()))
     };
     let before = version(&file)?;
+    if before.0 > max {
+        return Err(too_big(name, max));
+    }
     let for_hash = file.try_clone().map_err(|e| unavailable(name, e))?;
     let hashing = blocking(move || {
         use std::os::unix::fs::FileExt;
@@ -130,6 +121,9 @@ async fn read_file(kind: SourceKind, path: PathBuf) -> Result<Fetched> {
                 Ok(n) => {
                     hasher.update(&chunk[..n]);
                     offset += n as u64;
+                    if offset > max {
+                        return Err(too_big(name, max));
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(unavailable(name, e)),
@@ -137,8 +131,19 @@ async fn read_file(kind: SourceKind, path: PathBuf) -> Result<Fetched> {
         }
         Ok((hex::encode(hasher.finalize()), for_hash))
     });
-    let parsing = blocking(move || kind.parse(file));
-    let (series, (sha256, file)) = futures::future::try_join(parsing, hashing).await?;
+    let parsing = blocking(move || {
+        kind.parse(Capped {
+            inner: file,
+            max,
+            read: 0,
+            source_name: name,
+        })
+    });
+    let (series, hashed) = futures::future::join(parsing, hashing).await;
+    // The reading error (the size limit, I/O) first: the parser may have failed only on the
+    // input cut short.
+    let (sha256, file) = hashed?;
+    let series = series?;
     if version(&file)? != before {
         return Err(unavailable(
             name,
@@ -154,14 +159,44 @@ async fn read_file(kind: SourceKind, path: PathBuf) -> Result<Fetched> {
     ))
 }
 
+/// Why a redirect was not followed: its target is not allowed by the source policy.
+#[derive(Debug)]
+struct RedirectRefused(String);
+
+impl fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redirected to {}, which is not allowed", self.0)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
+
+/// At most this many redirects, as browsers and reqwest's default do.
+const MAX_REDIRECTS: usize = 10;
+
 async fn download(
     kind: SourceKind,
     url: &str,
     http: &HttpConfig,
+    policy: &SourcePolicy,
     validators: Option<&Fingerprint>,
 ) -> Result<Fetched> {
     let name = kind.name();
+    let redirects = {
+        let policy = policy.clone();
+        reqwest::redirect::Policy::custom(move |attempt| {
+            if !policy.allows_redirect(attempt.url()) {
+                let target = attempt.url().to_string();
+                attempt.error(RedirectRefused(target))
+            } else if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        })
+    };
     let client = reqwest::Client::builder()
+        .redirect(redirects)
         .connect_timeout(http.connect_timeout)
         .timeout(http.total_timeout)
         .user_agent(concat!("covid-etl/", env!("CARGO_PKG_VERSION")))
@@ -176,10 +211,21 @@ async fn download(
             request = request.header(reqwest::header::IF_MODIFIED_SINCE, lm);
         }
     }
-    let mut response = request.send().await.map_err(|e| unavailable(name, e))?;
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| match refused_redirect(&e) {
+            Some(target) => EtlError::SourceNotAllowed {
+                source_name: name.into(),
+                location: url.into(),
+                reason: format!("the server redirected to {target}, off the allowlist"),
+            },
+            None => unavailable(name, e),
+        })?;
+    let final_url = Some(response.url().to_string());
     let status = response.status();
     if status == reqwest::StatusCode::NOT_MODIFIED && validators.is_some() {
-        return Ok(Fetched::NotModified);
+        return Ok(Fetched::NotModified(final_url));
     }
     if !status.is_success() {
         let reason = format!("HTTP {status}");
@@ -245,6 +291,7 @@ async fn download(
             sha256,
             etag,
             last_modified,
+            final_url,
         },
         series,
     ))
@@ -297,6 +344,42 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| EtlError::InvalidInput(format!("parser thread failed: {e}")))?
+}
+
+/// The target of a redirect the policy refused, if that is why `e` happened.
+fn refused_redirect(e: &reqwest::Error) -> Option<&str> {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(RedirectRefused(target)) = c.downcast_ref() {
+            return Some(target);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// A local file's reader that fails with the size-limit error once more than `max` bytes
+/// came: the parser never reads past the limit, whatever the file's size said when opened.
+struct Capped<R> {
+    inner: R,
+    max: u64,
+    read: u64,
+    source_name: &'static str,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Asks for one byte beyond the limit: that tells a file of exactly `max` bytes from
+        // a longer one.
+        let left = (self.max - self.read).saturating_add(1);
+        let room = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..room])?;
+        self.read += n as u64;
+        if self.read > self.max {
+            return Err(io::Error::other(too_big(self.source_name, self.max)));
+        }
+        Ok(n)
+    }
 }
 
 fn unavailable(source_name: &str, reason: impl fmt::Display) -> EtlError {

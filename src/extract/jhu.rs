@@ -21,7 +21,7 @@ pub const DEFAULT_URL: &str = "https://raw.githubusercontent.com/datasets/covid-
 /// keeps are read with full CSV semantics, quoted fields included.
 pub fn parse(reader: impl Read) -> Result<SourceSeries> {
     let mut rows = Records::new(SOURCE_NAME, reader);
-    let columns = Columns::new(SOURCE_NAME, rows.headers()?);
+    let columns = Columns::new(SOURCE_NAME, rows.headers()?)?;
     let date = columns.index("Date")?;
     let country = columns.index("Country/Region")?;
     let province = columns.index("Province/State")?;

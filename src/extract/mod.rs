@@ -1,11 +1,13 @@
 //! Extract: fetch a source (local path or HTTP URL), fingerprint it, and parse it as a stream
 //! into validated daily records.
 
+mod access;
 mod fetch;
 pub mod jhu;
 pub mod nyt;
 mod parse;
 
+pub use access::{Allowlist, Origin, SourcePolicy};
 pub use fetch::{HttpConfig, Location};
 
 use crate::error::{EtlError, Result};
@@ -62,6 +64,10 @@ pub struct Fingerprint {
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
+    /// Over HTTP, the URL the body came from after redirects (each one checked against the
+    /// source policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_url: Option<String>,
 }
 
 /// The result of one extract step, as it travels between states.
@@ -87,14 +93,18 @@ pub async fn extract(
     kind: SourceKind,
     location: &Location,
     http: &HttpConfig,
+    policy: &SourcePolicy,
     previous: Option<&Fingerprint>,
     conditional: bool,
 ) -> Result<Extract> {
     let validators = previous.filter(|_| conditional);
-    let fetched = fetch::fetch_and_parse(kind, location, http, validators).await?;
+    let fetched = fetch::fetch_and_parse(kind, location, http, policy, validators).await?;
     let (fingerprint, series, not_modified) = match fetched {
-        fetch::Fetched::NotModified => (
-            previous.cloned().unwrap_or_default(),
+        fetch::Fetched::NotModified(final_url) => (
+            Fingerprint {
+                final_url,
+                ..previous.cloned().unwrap_or_default()
+            },
             SourceSeries::default(),
             true,
         ),
@@ -182,6 +192,7 @@ mod tests {
             kind,
             &Location::Path(path),
             &HttpConfig::default(),
+            &SourcePolicy::Anywhere,
             previous,
             true,
         )

@@ -13,7 +13,7 @@ pub const DEFAULT_URL: &str =
 /// Reads the whole file as a stream; every row must be valid.
 pub fn parse(reader: impl Read) -> Result<SourceSeries> {
     let mut csv = super::csv_reader(reader);
-    let columns = Columns::new(SOURCE_NAME, super::headers(SOURCE_NAME, &mut csv)?);
+    let columns = Columns::new(SOURCE_NAME, super::headers(SOURCE_NAME, &mut csv)?)?;
     let (date, cases, deaths) = (
         columns.index("date")?,
         columns.index("cases")?,

@@ -10,18 +10,32 @@ use csv::ByteRecord;
 use std::collections::HashMap;
 use std::io::Read;
 
-/// Locates required columns by name; extra columns are ignored and order does not matter.
+/// Locates required columns by name; extra columns are ignored and order does not matter,
+/// but a name twice is refused: which of the two holds the data would be a guess.
 pub(crate) struct Columns<'a> {
     source_name: &'a str,
     headers: ByteRecord,
 }
 
 impl<'a> Columns<'a> {
-    pub(crate) fn new(source_name: &'a str, headers: ByteRecord) -> Self {
-        Self {
+    pub(crate) fn new(source_name: &'a str, headers: ByteRecord) -> Result<Self> {
+        let names: Vec<&[u8]> = headers.iter().map(trim_bom).collect();
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(EtlError::SchemaError {
+                    source_name: source_name.to_string(),
+                    reason: format!(
+                        "column \"{}\" appears twice in the header ({})",
+                        shown(name, 40),
+                        describe(&header_line(&headers), 200)
+                    ),
+                });
+            }
+        }
+        Ok(Self {
             source_name,
             headers,
-        }
+        })
     }
 
     pub(crate) fn index(&self, name: &str) -> Result<usize> {
@@ -31,13 +45,73 @@ impl<'a> Columns<'a> {
             .ok_or_else(|| EtlError::SchemaError {
                 source_name: self.source_name.to_string(),
                 reason: format!(
-                    "missing required column \"{name}\" (header: {})",
-                    String::from_utf8_lossy(self.headers.as_slice())
-                        .chars()
-                        .take(200)
-                        .collect::<String>()
+                    "missing required column \"{name}\" ({})",
+                    describe(&header_line(&self.headers), 200)
                 ),
             })
+    }
+}
+
+/// The header as it was written, fields joined by commas.
+fn header_line(headers: &ByteRecord) -> Vec<u8> {
+    headers.iter().collect::<Vec<_>>().join(&b","[..])
+}
+
+/// What an error may say about a source's bytes: a short excerpt of them when they are CSV
+/// text (`header: date,cases`), otherwise only what kind of body they are, never its
+/// content — a file that is not CSV (`/proc/self/environ`, an HTML error page, a binary)
+/// may hold secrets, and the error goes to the execution history, the ledger and every
+/// subscriber of the failure notification.
+pub(crate) fn describe(bytes: &[u8], max_chars: usize) -> String {
+    match classify(bytes) {
+        Some(kind) => format!("the body is {kind}, not CSV text"),
+        None => format!("header: {}", excerpt(bytes, max_chars)),
+    }
+}
+
+/// What kind of body `bytes` (its first record) is, when it is not CSV text.
+fn classify(bytes: &[u8]) -> Option<&'static str> {
+    let text = bytes.trim_ascii_start();
+    let starts = |prefix: &str| {
+        text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip-compressed")
+    } else if starts("<!doctype html") || starts("<html") || starts("<") {
+        Some("HTML")
+    } else if starts("{") || starts("[") {
+        Some("JSON")
+    } else if std::str::from_utf8(bytes).is_err() {
+        Some("not UTF-8")
+    } else if bytes
+        .iter()
+        .any(|&b| b.is_ascii_control() && !matches!(b, b'\t' | b'\r' | b'\n'))
+    {
+        Some("binary")
+    } else {
+        None
+    }
+}
+
+/// At most `max_chars` characters of CSV text, control characters escaped.
+fn excerpt(bytes: &[u8], max_chars: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out: String = text
+        .chars()
+        .take(max_chars)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().count() > max_chars {
+        out.push('…');
+    }
+    out
+}
+
+/// A field value as an error shows it: its excerpt when it is text, else what it is.
+fn shown(value: &[u8], max_chars: usize) -> String {
+    match classify(value) {
+        Some(kind) => format!("({} bytes, {kind})", value.len()),
+        None => excerpt(value, max_chars),
     }
 }
 
@@ -57,7 +131,7 @@ impl FieldReader<'_> {
             source_name: self.source_name.to_string(),
             line: self.line,
             column: column.to_string(),
-            value: String::from_utf8_lossy(value).into_owned(),
+            value: shown(value, 40),
             reason: reason.to_string(),
         }
     }
@@ -67,22 +141,33 @@ impl FieldReader<'_> {
         crate::record::parse_iso(v).map_err(|e| self.reject(column, v, e.reason()))
     }
 
-    /// A non-negative whole number.
+    /// A non-negative whole number no larger than [`MAX_COUNT`]. An integral value in decimal
+    /// notation (`227685.0`, as JHU wrote the US deaths of 2020-10-28) is a whole number; a
+    /// fraction (`227685.5`) is not.
     pub(crate) fn count(&self, column: &str, v: &[u8]) -> Result<u64> {
         if v.is_empty() {
             return Err(self.reject(column, v, "is empty"));
         }
-        if v[0] == b'-' && v.len() > 1 && v[1..].iter().all(u8::is_ascii_digit) {
+        let digits = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+        let integer = match v.iter().position(|&b| b == b'.') {
+            Some(dot) if digits(&v[dot + 1..]) && v[dot + 1..].iter().all(|&b| b == b'0') => {
+                &v[..dot]
+            }
+            _ => v,
+        };
+        if integer.first() == Some(&b'-') && digits(&integer[1..]) {
             return Err(self.reject(column, v, "is negative"));
         }
-        if !v.iter().all(u8::is_ascii_digit) {
+        if !digits(integer) {
             return Err(self.reject(column, v, "is not a whole number"));
         }
-        v.iter()
+        integer
+            .iter()
             .try_fold(0u64, |acc, b| {
                 acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
             })
-            .ok_or_else(|| self.reject(column, v, "is too large"))
+            .filter(|&n| n <= MAX_COUNT)
+            .ok_or_else(|| self.reject(column, v, TOO_LARGE))
     }
 
     /// Like [`count`](Self::count), but an empty field means "not reported".
@@ -95,23 +180,46 @@ impl FieldReader<'_> {
     }
 }
 
-/// Collects a source's rows, refusing a date seen twice, and sorts them at the end.
+/// The largest count a store holds: SQLite integers and the i64 of every consumer are
+/// signed, so a larger one would come back negative.
+pub(crate) const MAX_COUNT: u64 = i64::MAX as u64;
+const TOO_LARGE: &str = "is larger than 9223372036854775807, the largest count stored";
+
+/// Collects a source's rows, refusing a date seen twice or a date in the future, and sorts
+/// them at the end.
 pub(crate) struct SeriesBuilder<'a> {
     source_name: &'a str,
     records: Vec<DailyRecord>,
     first_line: HashMap<NaiveDate, u64>,
+    /// The latest date a row may have: tomorrow in UTC (a source a few hours ahead of UTC
+    /// may already publish today's numbers, none can publish the day after tomorrow's).
+    latest: NaiveDate,
 }
 
 impl<'a> SeriesBuilder<'a> {
     pub(crate) fn new(source_name: &'a str) -> Self {
+        let today = chrono::Utc::now().date_naive();
         Self {
             source_name,
             records: Vec::with_capacity(1024),
             first_line: HashMap::with_capacity(1024),
+            latest: today.succ_opt().unwrap_or(today),
         }
     }
 
     pub(crate) fn push(&mut self, line: u64, date_column: &str, record: DailyRecord) -> Result<()> {
+        if record.date > self.latest {
+            return Err(EtlError::DataQualityError {
+                source_name: self.source_name.to_string(),
+                line,
+                column: date_column.to_string(),
+                value: iso(record.date),
+                reason: format!(
+                    "is in the future (after tomorrow, {}, UTC)",
+                    iso(self.latest)
+                ),
+            });
+        }
         if let Some(first) = self.first_line.insert(record.date, line) {
             return Err(EtlError::DataQualityError {
                 source_name: self.source_name.to_string(),
@@ -236,6 +344,9 @@ pub(crate) struct Records<'a, R> {
     data: Vec<u8>,
     ends: Vec<usize>,
     line: u64,
+    /// How many times the buffer was refilled (the linearity test counts them).
+    #[cfg(test)]
+    fills: usize,
 }
 
 impl<'a, R: Read> Records<'a, R> {
@@ -258,6 +369,8 @@ impl<'a, R: Read> Records<'a, R> {
             data: Vec::with_capacity(256),
             ends: Vec::with_capacity(16),
             line: 0,
+            #[cfg(test)]
+            fills: 0,
         }
     }
 
@@ -461,16 +574,23 @@ impl<'a, R: Read> Records<'a, R> {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() - self.end < READ_CHUNK {
+        // A record cut by the buffer's end is scanned again from its start. So this reads
+        // at least as many bytes as that record already has (and a whole chunk): the bytes
+        // buffered at least double between two scans of one record, and the scans of a line
+        // of any length add up to at most twice its length. (One chunk at a time, a 128 MiB
+        // line took 86 s over HTTP.) Small reads (a slow download) only mean more reads.
+        let before = self.end;
+        let wanted = READ_CHUNK.max(before);
+        if self.buf.len() - self.end < wanted {
             // One record longer than the buffer: grow with it, as the csv crate does.
-            let size = (2 * self.buf.len()).max(self.end + READ_CHUNK);
+            let size = (2 * self.buf.len()).max(self.end + wanted);
             self.buf.resize(size, 0);
         }
-        // Reads until a whole chunk has come (or the end): a record cut by the buffer's end
-        // is scanned again from its start, so small reads (a slow download) must not make
-        // that quadratic.
-        let before = self.end;
-        while self.end - before < READ_CHUNK {
+        #[cfg(test)]
+        {
+            self.fills += 1;
+        }
+        while self.end - before < wanted {
             match self.inner.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     self.eof = true;
@@ -830,6 +950,9 @@ mod tests {
         let f = field();
         assert_eq!(f.count("cases", b"0").unwrap(), 0);
         assert_eq!(f.count("cases", b"80000000").unwrap(), 80_000_000);
+        assert_eq!(f.count("deaths", b"227685.0").unwrap(), 227_685);
+        assert_eq!(f.count("deaths", b"227685.000").unwrap(), 227_685);
+        assert_eq!(f.count("cases", b"9223372036854775807").unwrap(), MAX_COUNT);
         for (bad, reason) in [
             ("-88", "is negative"),
             ("12.5", "is not a whole number"),
@@ -837,7 +960,11 @@ mod tests {
             ("-", "is not a whole number"),
             ("", "is empty"),
             (" 5", "is not a whole number"),
-            ("99999999999999999999999", "is too large"),
+            ("99999999999999999999999", TOO_LARGE),
+            ("9223372036854775808", TOO_LARGE),
+            ("12.50", "is not a whole number"),
+            ("12.", "is not a whole number"),
+            ("-3.0", "is negative"),
         ] {
             let e = f.count("cases", bad.as_bytes()).unwrap_err();
             assert_eq!(e.name(), "DataQualityError");
@@ -1034,6 +1161,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A record cut by the buffer's end is scanned again from its start; the buffer at least
+    /// doubles between two scans, so a line of any length costs a number of refills that
+    /// grows with its logarithm (one per chunk, as before, would be 256 for 16 MiB and the
+    /// scans quadratic: 86 s for 128 MiB over HTTP). Read in 16 KiB pieces, as a download
+    /// delivers it.
+    #[test]
+    fn one_long_line_is_read_with_logarithmically_many_refills() {
+        struct Pieces(std::io::Cursor<Vec<u8>>);
+        impl Read for Pieces {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(16 * 1024);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let mut input = b"d,c,p\n1,US,".to_vec();
+        input.resize(input.len() + (16 << 20), b'x');
+        input.extend_from_slice(b"\n2,US,\n");
+        let mut rows = Records::new("jhu", Pieces(std::io::Cursor::new(input)));
+        rows.next().unwrap();
+        rows.keep_only(&[(1, b"US")]);
+        assert!(rows.next().unwrap());
+        assert_eq!(rows.field(2).len(), 16 << 20);
+        assert!(rows.next().unwrap());
+        assert!(!rows.next().unwrap());
+        assert!(rows.fills < 16, "{} refills", rows.fills);
+    }
+
+    #[test]
+    fn a_date_after_tomorrow_is_refused_and_tomorrow_is_not() {
+        let mut series = SeriesBuilder::new("nyt");
+        let day = |d| NaiveDate::from_ymd_opt(2020, 3, d).unwrap();
+        series.latest = day(2);
+        series
+            .push(2, "date", DailyRecord::new(day(2), 1, 0, None))
+            .unwrap();
+        let e = series
+            .push(3, "date", DailyRecord::new(day(3), 1, 0, None))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "nyt line 3 column \"date\": \"2020-03-03\" is in the future (after tomorrow, 2020-03-02, UTC)"
+        );
     }
 
     #[test]

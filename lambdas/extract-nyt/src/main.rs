@@ -1,9 +1,11 @@
 //! The ExtractNyt state: fetch and validate the NYT national series.
+use covid_etl::config::{Config, Role};
 use covid_etl::{backends::Backends, extract::SourceKind, lambda, steps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let config = steps::SourceConfig::from_env();
+    // The allowlist of source origins comes with it: overrides in the input are checked.
+    let config = Config::from_env(Role::Lambda)?.sources;
     let store = Backends::from_env().await?.store;
     lambda::run(move |request| {
         let (config, store) = (config.clone(), store.clone());
