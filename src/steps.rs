@@ -634,6 +634,59 @@ mod tests {
         );
     }
 
+    /// What a failure message says a run left in the store, for each thing the marker can tell.
+    #[test]
+    fn failure_messages_say_what_the_run_committed() {
+        let failed_in = |state: &str| NotifyRequest {
+            status: RunOutcome::Failed,
+            execution_id: "arn:x".into(),
+            execution_name: "x".into(),
+            started_at: None,
+            fingerprints: None,
+            load: None,
+            dropped: None,
+            warnings: vec![],
+            failed_state: Some(state.into()),
+            error: Some(ErrorInfo {
+                error: "NotifyError".into(),
+                cause: "topic gone".into(),
+            }),
+        };
+        let marker = |state| {
+            Committed::Load(LoadMarker {
+                execution_id: "arn:x".into(),
+                state,
+                fingerprints: Fingerprints::default(),
+                counts: crate::diff::LoadCounts {
+                    inserted: 215,
+                    updated: 116,
+                    unchanged: 3,
+                },
+            })
+        };
+        let says = |state: &str, committed: &Committed| compose(&failed_in(state), committed);
+        let done = says("NotifySuccess", &marker(MarkerState::Loaded));
+        assert!(done.message.contains(
+            "loaded 215 inserted, 116 updated (3 unchanged); then NotifySuccess failed: NotifyError"
+        ), "{}", done.message);
+        assert!(
+            done.subject
+                .ends_with("after loading 215 inserted, 116 updated")
+        );
+        let cut = says("DiffAndLoad", &marker(MarkerState::Loading));
+        assert!(cut.message.contains("did not finish"), "{}", cut.message);
+        let replaced = says("NotifySuccess", &Committed::Nothing);
+        assert!(
+            replaced
+                .message
+                .contains("was committed before NotifySuccess failed")
+        );
+        let early = says("Extract", &Committed::Nothing);
+        assert!(early.message.contains("Nothing from this run was written"));
+        let unknown = says("Extract", &Committed::Unknown("timeout".into()));
+        assert!(unknown.message.contains("unknown"), "{}", unknown.message);
+    }
+
     fn detail(status: &str) -> StatusChangeDetail {
         StatusChangeDetail {
             execution_arn:

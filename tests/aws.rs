@@ -163,8 +163,13 @@ async fn pipeline_loads_dynamodb_notifies_sns_and_counts_requests_server_side() 
         .unwrap()
         .items
         .unwrap_or_default();
-    assert_eq!(items.len(), n);
-    for item in &items {
+    // The days, and the load's marker beside them (a `meta#` key, not a day).
+    assert_eq!(items.len(), n + 1);
+    let (days, other): (Vec<_>, Vec<_>) = items
+        .iter()
+        .partition(|i| dynamodb::record_from_item(i).unwrap().is_some());
+    assert_eq!(other[0]["date"], AttributeValue::S("meta#load".into()));
+    for item in days {
         let day = dynamodb::record_from_item(item).unwrap().unwrap();
         assert_eq!(item.contains_key("recovered"), day.recovered.is_some());
         assert!(
@@ -574,7 +579,7 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
     );
     assert_eq!(
         lambda_input("DiffAndLoad"),
-        json!({"merged": merged, "options": {}})
+        json!({"merged": merged, "options": {}, "executionId": arn})
     );
     let notify_input = lambda_input("NotifySuccess");
     assert_eq!(notify_input["status"], "SUCCEEDED");
