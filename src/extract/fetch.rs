@@ -95,6 +95,15 @@ pub(super) async fn fetch_and_parse(
             location: location.to_string(),
             reason,
         },
+        EtlError::SourceRejected {
+            source_name,
+            reason,
+            ..
+        } => EtlError::SourceRejected {
+            source_name,
+            location: location.to_string(),
+            reason,
+        },
         other => other,
     };
     match location {
@@ -112,7 +121,15 @@ pub(super) async fn fetch_and_parse(
 /// hash of other bytes than those parsed.
 async fn read_file(kind: SourceKind, path: PathBuf) -> Result<Fetched> {
     let name = kind.name();
-    let file = std::fs::File::open(&path).map_err(|e| unavailable(name, e))?;
+    // A path that does not exist, cannot be read or is a directory is the operator's
+    // mistake: refused at once, not retried as if the disk might come back.
+    let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => rejected(name, e),
+        _ => unavailable(name, e),
+    })?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(rejected(name, "it is a directory, not a file"));
+    }
     let version = |f: &std::fs::File| {
         let m = f.metadata().map_err(|e| unavailable(name, e))?;
         Ok::<_, EtlError>((m.len(), m.modified().ok()))
@@ -176,7 +193,10 @@ async fn download(
             request = request.header(reqwest::header::IF_MODIFIED_SINCE, lm);
         }
     }
-    let mut response = request.send().await.map_err(|e| unavailable(name, e))?;
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| unavailable(name, crate::error::with_causes(&e)))?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_MODIFIED && validators.is_some() {
         return Ok(Fetched::NotModified);
@@ -230,7 +250,10 @@ async fn download(
                     }
                 }
                 Ok(None) => break,
-                Err(e) => Err(io::Error::other(unavailable(name, e))),
+                Err(e) => Err(io::Error::other(unavailable(
+                    name,
+                    crate::error::with_causes(&e),
+                ))),
             };
             let stop = item.is_err();
             if tx.send(item).await.is_err() || stop {
@@ -301,6 +324,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 fn unavailable(source_name: &str, reason: impl fmt::Display) -> EtlError {
     EtlError::SourceUnavailable {
+        source_name: source_name.into(),
+        location: String::new(),
+        reason: reason.to_string(),
+    }
+}
+
+fn rejected(source_name: &str, reason: impl fmt::Display) -> EtlError {
+    EtlError::SourceRejected {
         source_name: source_name.into(),
         location: String::new(),
         reason: reason.to_string(),
