@@ -345,13 +345,7 @@ fn a_flaky_source_is_retried_until_it_serves() {
     assert_eq!(code, 0);
     assert_eq!(run["status"], "SUCCEEDED", "{run}");
     assert_eq!(count.load(Ordering::SeqCst), 3);
-    let nyt = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "ExtractNyt")
-        .unwrap();
-    assert_eq!(nyt["attempts"], 3);
+    assert_eq!(step(&run, "ExtractNyt")["attempts"], 3);
 
     let out = cli(&db)
         .args(["execution", run["name"].as_str().unwrap()])
@@ -449,6 +443,16 @@ fn retries_announce_themselves_and_errors_name_their_root_cause() {
 }
 
 // ---- no new data, timeouts ---------------------------------------------------------------
+
+/// The step named `name` in a `--json` view.
+fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name}: {run}"))
+}
 
 fn step_names(run: &Value) -> Vec<String> {
     run["steps"]
@@ -639,13 +643,7 @@ fn a_missing_file_or_a_directory_is_refused_at_once_naming_the_path() {
             "{cause}"
         );
         assert!(cause.contains(reason), "{cause}");
-        let nyt = run["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "ExtractNyt")
-            .unwrap();
-        assert_eq!(nyt["attempts"], 1, "{nyt}");
+        assert_eq!(step(&run, "ExtractNyt")["attempts"], 1, "{run}");
         assert!(started.elapsed() < Duration::from_secs(2), "no retry wait");
     }
 }
@@ -776,18 +774,18 @@ fn exit_codes_tell_success_failure_usage_and_operational_errors_apart() {
     let db = dir.path().join("etl.db");
     let jhu = fixture("jhu/combined.csv");
     let code = |args: &[&str]| cli(&db).args(args).output().unwrap().status.code();
-    assert_eq!(
-        code(&[
-            "run",
-            "--nyt",
-            &fixture("nyt/us.csv"),
-            "--jhu",
-            &jhu,
-            "--name",
-            "a"
-        ]),
-        Some(0)
-    );
+    let named_run = [
+        "run",
+        "--nyt",
+        &fixture("nyt/us.csv"),
+        "--jhu",
+        &jhu,
+        "--name",
+        "a",
+    ]
+    .map(str::to_string);
+    let named_run: Vec<&str> = named_run.iter().map(String::as_str).collect();
+    assert_eq!(code(&named_run), Some(0));
     assert_eq!(
         code(&[
             "run",
@@ -802,19 +800,7 @@ fn exit_codes_tell_success_failure_usage_and_operational_errors_apart() {
     assert_eq!(code(&["run", "--bogus"]), Some(2), "usage");
     assert_eq!(code(&["export", "--from", "2020-02-30"]), Some(2), "usage");
     assert_eq!(code(&["executions", "--limit", "0"]), Some(2), "usage");
-    assert_eq!(
-        code(&[
-            "run",
-            "--nyt",
-            &fixture("nyt/us.csv"),
-            "--jhu",
-            &jhu,
-            "--name",
-            "a"
-        ]),
-        Some(3),
-        "name used"
-    );
+    assert_eq!(code(&named_run), Some(3), "name used");
     assert_eq!(code(&["execution", "nope"]), Some(3), "no such execution");
     assert_eq!(
         code(&["export", "--from", "2020-04-02", "--to", "2020-04-01"]),
@@ -896,24 +882,35 @@ fn snapshot(file: &str) -> Option<String> {
     }
 }
 
-#[test]
-fn jhu_recovered_zeros_after_2020_12_13_are_stored_as_not_reported() {
-    let (Some(nyt), Some(jhu)) = (
-        snapshot("nyt/us.2022-04-19.csv"),
-        snapshot("jhu/time-series-19-covid-combined.2021-03-17.csv"),
-    ) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("etl.db");
-    let (run, code) = run_json(&db, &["--nyt", &nyt, "--jhu", &jhu]);
+/// Loads the newest real snapshots (NYT 2022-04-19, JHU 2021-03-17) into `db`: the run's
+/// `--json`, or `None` when the snapshots are absent.
+fn load_newest_snapshots(db: &Path) -> Option<Value> {
+    let (nyt, jhu) = (
+        snapshot("nyt/us.2022-04-19.csv")?,
+        snapshot("jhu/time-series-19-covid-combined.2021-03-17.csv")?,
+    );
+    let (run, code) = run_json(db, &["--nyt", &nyt, "--jhu", &jhu]);
     assert_eq!(code, 0, "{run}");
-    let warnings: Vec<&str> = run["warnings"]
+    Some(run)
+}
+
+fn warnings(run: &Value) -> Vec<String> {
+    run["warnings"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn jhu_recovered_zeros_after_2020_12_13_are_stored_as_not_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let Some(run) = load_newest_snapshots(&db) else {
+        return;
+    };
+    let warnings = warnings(&run);
     assert!(
         warnings
             .iter()
@@ -953,29 +950,24 @@ fn jhu_recovered_zeros_after_2020_12_13_are_stored_as_not_reported() {
 
 #[test]
 fn an_older_snapshot_over_newer_data_warns_that_it_moves_dates_back() {
-    let (Some(new_nyt), Some(new_jhu), Some(old_nyt), Some(old_jhu)) = (
-        snapshot("nyt/us.2022-04-19.csv"),
-        snapshot("jhu/time-series-19-covid-combined.2021-03-17.csv"),
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let (Some(newer), Some(old_nyt), Some(old_jhu)) = (
+        load_newest_snapshots(&db),
         snapshot("nyt/us.2020-08-13.csv"),
         snapshot("jhu/time-series-19-covid-combined.2020-09-03.csv"),
     ) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("etl.db");
-    let (newer, _) = run_json(&db, &["--nyt", &new_nyt, "--jhu", &new_jhu]);
     assert!(
-        !newer["warnings"].to_string().contains("look older"),
+        !warnings(&newer).iter().any(|w| w.contains("look older")),
         "{}",
         newer["warnings"]
     );
     let (older, code) = run_json(&db, &["--nyt", &old_nyt, "--jhu", &old_jhu, "--dry-run"]);
     assert_eq!(code, 0, "{older}");
-    let warning = older["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
+    let warning = warnings(&older)
+        .into_iter()
         .find(|w| w.starts_with("the sources look older than what is stored: "))
         .unwrap_or_else(|| panic!("{}", older["warnings"]));
     assert!(
