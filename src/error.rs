@@ -143,3 +143,20 @@ impl From<EtlError> for lambda_runtime::Diagnostic {
 }
 
 pub type Result<T, E = EtlError> = std::result::Result<T, E>;
+
+/// An error and its sources on one line, `outer: inner: root cause`, each message once:
+/// "error sending request for url (…): client error (Connect): tcp connect error: Connection
+/// refused (os error 111)" instead of the first part alone, and never the `Debug` form.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string().replace('\n', " ");
+        // Some errors repeat their source's text in their own: keep the most specific once.
+        if !parts.last().is_some_and(|p| p.contains(&text)) && !text.is_empty() {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}

@@ -49,6 +49,12 @@ pub struct RunRecord {
     pub fingerprints: Option<Fingerprints>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadCounts>,
+    /// A dry run: `load` says what it would have written; nothing was.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// A full reload: every merged row was rewritten.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_reload: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<Dropped>,
     #[serde(default)]

@@ -3,6 +3,10 @@
 //! Only dates present in both sources are kept (one source is often a day ahead of the other).
 //! A merged record takes `cases` and `deaths` from the NYT and `recovered` from JHU, the only
 //! source that reports it; JHU's own confirmed and deaths counts are used for nothing else.
+//!
+//! JHU stopped counting US recoveries on 2020-12-14 and writes `Recovered` = 0 from then on. A
+//! cumulative count cannot fall to 0: a 0 after positive values means "not reported", and
+//! is kept absent, never stored as 0 ([`Joined::unreported_recovered`] says where).
 
 use crate::error::{EtlError, Result};
 use crate::record::{DailyRecord, iso};
@@ -78,6 +82,29 @@ impl<'de> Deserialize<'de> for DateSpan {
 pub struct Joined {
     pub records: Vec<DailyRecord>,
     pub dropped: Dropped,
+    /// JHU dates whose `Recovered` of 0 after positive values was taken as not reported.
+    pub unreported_recovered: Vec<DateSpan>,
+}
+
+/// JHU's `Recovered` as reported, date by date: a 0 after a positive value is absent.
+fn reported_recovered(jhu: &[DailyRecord]) -> (Vec<Option<u64>>, Vec<NaiveDate>) {
+    let mut counting = false;
+    let mut stopped = Vec::new();
+    let recovered = jhu
+        .iter()
+        .map(|h| match h.recovered {
+            Some(0) if counting => {
+                stopped.push(h.date);
+                None
+            }
+            Some(v) => {
+                counting |= v > 0;
+                Some(v)
+            }
+            None => None,
+        })
+        .collect();
+    (recovered, stopped)
 }
 
 /// Inner join on date of two date-sorted series (the extracts sort them).
@@ -87,12 +114,13 @@ pub fn join(nyt: &[DailyRecord], jhu: &[DailyRecord]) -> Result<Joined> {
         ..Joined::default()
     };
     let (mut nyt_only, mut jhu_only) = (Vec::new(), Vec::new());
+    let (recovered, unreported) = reported_recovered(jhu);
     let (mut i, mut j) = (0, 0);
     while i < nyt.len() || j < jhu.len() {
         match (nyt.get(i), jhu.get(j)) {
             (Some(n), Some(h)) if n.date == h.date => {
                 out.records
-                    .push(DailyRecord::new(n.date, n.cases, n.deaths, h.recovered));
+                    .push(DailyRecord::new(n.date, n.cases, n.deaths, recovered[j]));
                 i += 1;
                 j += 1;
             }
@@ -122,6 +150,7 @@ pub fn join(nyt: &[DailyRecord], jhu: &[DailyRecord]) -> Result<Joined> {
         nyt_only: DateSpan::group(nyt_only),
         jhu_only: DateSpan::group(jhu_only),
     };
+    out.unreported_recovered = DateSpan::group(unreported);
     Ok(out)
 }
 
@@ -176,6 +205,27 @@ mod tests {
             r#"{"nytOnly":["2020-03-05"],"jhuOnly":["2020-03-02..2020-03-04","2020-03-06"]}"#
         );
         assert_eq!(serde_json::from_str::<Dropped>(&text).unwrap(), j.dropped);
+    }
+
+    #[test]
+    fn a_recovered_of_zero_after_positive_values_is_not_reported() {
+        // Zeros before the first recovery are real zeros; after it, JHU stopped counting.
+        let n: Vec<_> = (1..=6).map(|d| nyt(d, d as u64)).collect();
+        let h = [
+            jhu(1, Some(0)),
+            jhu(2, Some(5)),
+            jhu(3, Some(7)),
+            jhu(4, Some(0)),
+            jhu(5, None),
+            jhu(6, Some(0)),
+        ];
+        let j = join(&n, &h).unwrap();
+        let recovered: Vec<_> = j.records.iter().map(|r| r.recovered).collect();
+        assert_eq!(recovered, [Some(0), Some(5), Some(7), None, None, None]);
+        assert_eq!(
+            serde_json::to_value(&j.unreported_recovered).unwrap(),
+            serde_json::json!(["2020-03-04", "2020-03-06"])
+        );
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct LoadReport {
     pub latest: Option<DailyRecord>,
     /// The inserted and updated dates, as spans.
     pub changed: Vec<DateSpan>,
+    /// What the load noticed, such as sources older than what the store holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 pub use crate::ledger::RunOutcome;
@@ -163,6 +166,14 @@ pub struct NotifyRequest {
     pub failed_state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
+}
+
+impl NotifyRequest {
+    /// Every warning of the run: the merge's, then the load's.
+    pub fn all_warnings(&self) -> Vec<String> {
+        let load = self.load.iter().flat_map(|l| l.warnings.iter());
+        self.warnings.iter().chain(load).cloned().collect()
+    }
 }
 
 /// Output of the notify state (on success, the execution's output): the request's summary

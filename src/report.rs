@@ -179,9 +179,11 @@ fn text(details: &Value, key: &str) -> Option<String> {
     details.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-/// A one-line summary of a state's output: sizes of arrays, short scalars, nested keys.
+/// A one-line summary of a state's output: its fields with their values, nested objects'
+/// scalars shown by value (`load={inserted=215 updated=116 …}`), arrays by their length.
 /// History events carry payloads as JSON text, as AWS does (events stored by earlier
-/// versions hold the value itself); the text is read two levels deep, never built as a tree.
+/// versions hold the value itself); the text is read three levels deep, never built as a
+/// whole tree.
 pub fn summarize(output: &Value) -> String {
     let outline: Option<Outline> = match output {
         Value::String(text) => serde_json::from_str(text).ok(),
@@ -195,15 +197,18 @@ pub fn summarize(output: &Value) -> String {
             .collect::<Vec<_>>()
             .join(" "),
         Some(Node::Array(items)) => items.iter().map(Brief::one).collect::<Vec<_>>().join(" "),
-        Some(Node::Scalar(v)) => Brief::Scalar(v).one(),
+        Some(Node::Scalar(v)) => scalar(&v),
         None => String::new(),
     };
-    if s.chars().count() > 100 {
-        format!("{}…", s.chars().take(99).collect::<String>())
+    if s.chars().count() > SUMMARY_CHARS {
+        format!("{}…", s.chars().take(SUMMARY_CHARS - 1).collect::<String>())
     } else {
         s
     }
 }
+
+/// The longest summary line.
+const SUMMARY_CHARS: usize = 160;
 
 /// A JSON value with its members read as `M`: skipped with `IgnoredAny` (only an array's
 /// length and an object's keys are kept), or as a further `Node`.
@@ -213,12 +218,21 @@ enum Node<M> {
     Scalar(Value),
 }
 
-/// A member as [`summarize`] shows it.
-type Brief = Node<serde::de::IgnoredAny>;
+/// A member's member: a scalar by value, an array by length, an object by its keys.
+type Leaf = Node<serde::de::IgnoredAny>;
+/// A member as [`summarize`] shows it: scalars and its own members as [`Leaf`]s.
+type Brief = Node<Leaf>;
 /// A document as [`summarize`] shows it: its top level and a [`Brief`] of each member.
 type Outline = Node<Brief>;
 
-impl Brief {
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.len() > 24 => format!("\"{}…\"", &s[..s.floor_char_boundary(24)]),
+        other => other.to_string(),
+    }
+}
+
+impl Leaf {
     fn one(&self) -> String {
         match self {
             Self::Array(items) => format!("[{}]", items.len()),
@@ -226,10 +240,23 @@ impl Brief {
                 let keys: Vec<_> = fields.iter().map(|(k, _)| k.as_str()).collect();
                 format!("{{{}}}", keys.join(","))
             }
-            Self::Scalar(Value::String(s)) if s.len() > 24 => {
-                format!("\"{}…\"", &s[..s.floor_char_boundary(24)])
+            Self::Scalar(v) => scalar(v),
+        }
+    }
+}
+
+impl Brief {
+    fn one(&self) -> String {
+        match self {
+            Self::Array(items) => format!("[{}]", items.len()),
+            Self::Object(fields) => {
+                let members: Vec<_> = fields
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.one()))
+                    .collect();
+                format!("{{{}}}", members.join(" "))
             }
-            Self::Scalar(other) => other.to_string(),
+            Self::Scalar(v) => scalar(v),
         }
     }
 }
@@ -322,11 +349,11 @@ mod tests {
             "note": "a string longer than twenty-four bytes",
             "count": 7,
         });
-        let expected = "records=[2] load={inserted,updated} status=\"SUCCEEDED\" \
+        let expected = "records=[2] load={inserted=2 updated=0} status=\"SUCCEEDED\" \
                         note=\"a string longer than twe…\" count=7";
         assert_eq!(summarize(&Value::String(output.to_string())), expected);
         assert_eq!(summarize(&output), expected);
-        assert_eq!(summarize(&Value::String("[1,{\"a\":1}]".into())), "1 {a}");
+        assert_eq!(summarize(&Value::String("[1,{\"a\":1}]".into())), "1 {a=1}");
         assert_eq!(summarize(&Value::String("not json".into())), "\"not json\"");
     }
 }

@@ -123,6 +123,17 @@ pub fn merge(
             }
         }
     }
+    if let (Some(first), Some(last)) = (
+        joined.unreported_recovered.first(),
+        joined.unreported_recovered.last(),
+    ) {
+        let days: i64 = joined.unreported_recovered.iter().map(DateSpan::days).sum();
+        warnings.push(format!(
+            "jhu stopped reporting Recovered on {}: its 0 after positive values on {days} days (to {}) is stored as not reported",
+            crate::record::iso(first.first),
+            crate::record::iso(last.last)
+        ));
+    }
     if joined.records.len() < policy.min_overlap_days {
         warnings.push(format!(
             "the sources overlap on only {} days (fewer than {})",
@@ -198,6 +209,7 @@ pub async fn diff_and_load(request: LoadRequest, store: &dyn Store) -> Result<Lo
         write_units: cost.write_units,
         latest,
         changed: DateSpan::group(plan.changed.iter().map(|(r, _)| r.date)),
+        warnings: older_sources(&plan, latest).into_iter().collect(),
     };
     tracing::info!(
         inserted = report.counts.inserted,
@@ -208,6 +220,43 @@ pub async fn diff_and_load(request: LoadRequest, store: &dyn Store) -> Result<Lo
         "loaded"
     );
     Ok(report)
+}
+
+/// From this many dates moved back to smaller counts, a load says its sources look older
+/// than what the store holds. Real revisions touch a few days; an old snapshot loaded over
+/// a newer one moves back every date it shares (116 with the 2021 snapshot over 2023's).
+pub const OLDER_SOURCES_DATES: usize = 7;
+
+/// The warning for sources older than the store, when at least [`OLDER_SOURCES_DATES`] of
+/// the updated dates get a smaller `cases` or `deaths` than stored.
+fn older_sources(
+    plan: &diff::LoadPlan,
+    latest: Option<crate::record::DailyRecord>,
+) -> Option<String> {
+    let back: Vec<_> = plan
+        .changed
+        .iter()
+        .filter_map(|(new, old)| {
+            let old = old.as_ref()?;
+            (new.cases < old.cases || new.deaths < old.deaths).then_some(new.date)
+        })
+        .collect();
+    if back.len() < OLDER_SOURCES_DATES {
+        return None;
+    }
+    let spans = DateSpan::group(back.iter().copied());
+    Some(format!(
+        "the sources look older than what is stored: {} dates move back to smaller counts ({}{}); the sources' newest date is {}",
+        back.len(),
+        spans
+            .iter()
+            .take(3)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        if spans.len() > 3 { ", …" } else { "" },
+        latest.map_or("none".to_string(), |r| crate::record::iso(r.date))
+    ))
 }
 
 /// Whether a run that found no new data sends a message (it is always recorded).
@@ -369,8 +418,10 @@ pub fn run_record(
             Committed::Load(m) => Some(m.counts),
             _ => None,
         }),
+        dry_run,
+        full_reload: r.load.as_ref().is_some_and(|l| l.full_reload),
         dropped: r.dropped.clone(),
-        warnings: r.warnings.clone(),
+        warnings: r.all_warnings(),
         failed_state: r.failed_state.clone(),
         error: r.error.as_ref().map(|e| e.error.clone()),
         cause: r.error.as_ref().map(ErrorInfo::message),
@@ -392,28 +443,42 @@ pub fn compose(r: &NotifyRequest, committed: &Committed) -> Notification {
         RunOutcome::Succeeded => {
             let load = r.load.clone().unwrap_or_default();
             let c = load.counts;
-            subject = format!(
-                "covid-etl SUCCEEDED: {} inserted, {} updated{}",
-                c.inserted,
-                c.updated,
-                load.latest
-                    .map(|l| format!(", latest {}", crate::record::iso(l.date)))
-                    .unwrap_or_default()
-            );
+            let latest = load
+                .latest
+                .map(|l| format!(", latest {}", crate::record::iso(l.date)))
+                .unwrap_or_default();
+            // A dry run's counts are what it would have written, never writes.
+            let (headline, what) = if load.dry_run {
+                (
+                    format!(
+                        "DRY RUN: would insert {}, would update {}",
+                        c.inserted, c.updated
+                    ),
+                    format!(
+                        "Dry run, nothing written: would insert {}, would update {}, {} unchanged.",
+                        c.inserted, c.updated, c.unchanged
+                    ),
+                )
+            } else if load.full_reload {
+                (
+                    format!("SUCCEEDED: full reload, {} rows rewritten", load.written),
+                    format!(
+                        "Full reload: {} rows rewritten ({} new, {} changed, {} unchanged).",
+                        load.written, c.inserted, c.updated, c.unchanged
+                    ),
+                )
+            } else {
+                (
+                    format!("SUCCEEDED: {} inserted, {} updated", c.inserted, c.updated),
+                    format!(
+                        "Loaded: {} inserted, {} updated, {} unchanged.",
+                        c.inserted, c.updated, c.unchanged
+                    ),
+                )
+            };
+            subject = format!("covid-etl {headline}{latest}");
             lines.push(format!("{who} succeeded."));
-            lines.push(format!(
-                "Loaded: {} inserted, {} updated, {} unchanged{}.",
-                c.inserted,
-                c.updated,
-                c.unchanged,
-                if load.dry_run {
-                    " (dry run: nothing written)"
-                } else if load.full_reload {
-                    " (full reload: every row rewritten)"
-                } else {
-                    ""
-                }
-            ));
+            lines.push(what);
             if let Some(l) = load.latest {
                 lines.push(format!(
                     "Latest day {}: {} cases, {} deaths, recovered {}.",
@@ -478,9 +543,10 @@ pub fn compose(r: &NotifyRequest, committed: &Committed) -> Notification {
     if let Some(link) = console_link(&r.execution_id) {
         lines.push(format!("Console: {link}"));
     }
-    if !r.warnings.is_empty() {
-        lines.push(format!("Warnings ({}):", r.warnings.len()));
-        lines.extend(r.warnings.iter().map(|w| format!("- {w}")));
+    let warnings = r.all_warnings();
+    if !warnings.is_empty() {
+        lines.push(format!("Warnings ({}):", warnings.len()));
+        lines.extend(warnings.iter().map(|w| format!("- {w}")));
     }
     Notification {
         subject: subject_line(&subject),
@@ -820,5 +886,31 @@ mod tests {
         let run = run_record(&request, &Committed::NotAsked, now);
         assert_eq!(run.fingerprints, None);
         assert_eq!(run.duration_ms, Some(1500));
+        assert!(run.dry_run);
+        let subject = compose(&request, &Committed::NotAsked).subject;
+        assert_eq!(subject, "covid-etl DRY RUN: would insert 0, would update 0");
+    }
+
+    #[test]
+    fn an_older_snapshot_warns_from_a_week_of_dates_moved_back() {
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2021, 1, d).unwrap();
+        let rec = |d, cases| crate::record::DailyRecord::new(day(d), cases, 0, None);
+        let stored: Vec<_> = (1..=10).map(|d| rec(d, 100 + d as u64)).collect();
+        let back = |n: u32| -> Vec<_> {
+            (1..=9)
+                .map(|d| rec(d, if d <= n { 50 } else { 100 + d as u64 }))
+                .collect()
+        };
+        let six = diff::plan(&stored, &back(6), false);
+        assert_eq!(
+            older_sources(&six, back(6).last().copied()),
+            None,
+            "a few revisions are normal"
+        );
+        let seven = diff::plan(&stored, &back(7), false);
+        assert_eq!(
+            older_sources(&seven, back(7).last().copied()).unwrap(),
+            "the sources look older than what is stored: 7 dates move back to smaller counts (2021-01-01..2021-01-07); the sources' newest date is 2021-01-09"
+        );
     }
 }

@@ -11,11 +11,12 @@ use chrono::{Datelike, NaiveDate};
 use covid_etl::DailyRecord;
 use covid_etl::api::{self, ExecutionSource, LedgerExecutions};
 use covid_etl::ledger::{RunLedger, RunRecord};
-use covid_etl::store::{DynamoStore, MemoryStore, SqliteDb, Store};
+use covid_etl::store::{DynamoStore, MemoryStore, SqliteDb, Store, WriteReport};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 fn fixture(path: &str) -> PathBuf {
@@ -422,26 +423,126 @@ async fn executions_list_recent_runs_with_status_duration_failed_state_and_count
     let list = body["executions"].as_array().unwrap();
     let (failed, ok) = (&list[0], &list[1]);
     assert_eq!(failed["status"], "FAILED", "newest first");
+    assert_eq!(failed["outcome"], "FAILED");
     assert_eq!(failed["failedState"], "ExtractNyt");
     assert_eq!(failed["error"], "DataQualityError");
+    assert_eq!(
+        failed["cause"],
+        "nyt line 22 column \"cases\": \"-88\" is negative"
+    );
     assert_eq!(failed["load"], Value::Null);
     assert_eq!(ok["status"], "SUCCEEDED");
+    assert_eq!(ok["outcome"], "LOADED");
     assert_eq!(ok["failedState"], Value::Null);
     assert_eq!(
         ok["load"],
         serde_json::json!({"inserted": 60, "updated": 0, "unchanged": 0})
     );
+    assert_eq!(ok["planned"], Value::Null);
+    assert!(
+        ok["executionId"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:local:")
+    );
+    assert_eq!(ok.get("id"), None, "one name per concept: executionId");
     for e in list {
         assert!(e["durationMs"].as_i64().unwrap() >= 0);
         assert!(e["name"].as_str().unwrap().starts_with("run-"));
         assert!(e["startedAt"].as_str().unwrap().ends_with('Z'));
         assert!(e["finishedAt"].is_string());
     }
+    // One execution by its id (URL-encoded), with its steps; a name is not an id.
+    let id = failed["executionId"].as_str().unwrap();
+    let encoded: String = id
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let detail = server
+        .json(&format!("/api/executions/{encoded}"), "no-store")
+        .await;
+    assert_eq!(detail["executionId"], id);
+    let steps: Vec<String> = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["name"].as_str().unwrap(),
+                s["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        steps.contains(&"ExtractNyt:FAILED".to_string()),
+        "{steps:?}"
+    );
+    let by_name = format!("/api/executions/{}", failed["name"].as_str().unwrap());
+    assert_eq!(server.get(&by_name).await.0, 404);
+
     let one = server.json("/api/executions?limit=1", "no-store").await;
     assert_eq!(one["count"], 1);
     assert_eq!(one["executions"][0]["status"], "FAILED");
     let max = server.json("/api/executions?limit=100", "no-store").await;
     assert_eq!(max["count"], 2);
+}
+
+/// A store that counts its reads.
+struct CountingStore {
+    inner: SqliteDb,
+    reads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for CountingStore {
+    async fn series(&self) -> covid_etl::Result<Vec<DailyRecord>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.series().await
+    }
+    async fn write(&self, records: &[DailyRecord]) -> covid_etl::Result<WriteReport> {
+        self.inner.write(records).await
+    }
+    async fn load(
+        &self,
+        load: &covid_etl::store::Load,
+    ) -> covid_etl::Result<covid_etl::store::Applied> {
+        self.inner.load(load).await
+    }
+    async fn marker(&self) -> covid_etl::Result<Option<covid_etl::store::LoadMarker>> {
+        self.inner.marker().await
+    }
+}
+
+#[tokio::test]
+async fn repeated_requests_do_not_each_read_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = SqliteDb::open(fixture_db(dir.path())).unwrap();
+    let store = Arc::new(CountingStore {
+        inner: db.clone(),
+        reads: AtomicUsize::new(0),
+    });
+    let server = Server::start(store.clone(), Arc::new(db)).await;
+    for path in [
+        "/api/series",
+        "/api/series?from=2020-03-01",
+        "/api/series/weekly",
+    ]
+    .iter()
+    .cycle()
+    .take(12)
+    {
+        assert_eq!(server.get(path).await.0, 200, "{path}");
+    }
+    assert_eq!(
+        store.reads.load(Ordering::SeqCst),
+        1,
+        "12 requests within {:?} share one read",
+        api::STORE_CACHE_TTL
+    );
 }
 
 #[tokio::test]
@@ -573,6 +674,7 @@ async fn the_dashboard_and_the_contract_are_served_from_the_binary() {
         "/api/series/weekly:",
         "/api/series/monthly:",
         "/api/executions:",
+        "/api/executions/{executionId}:",
     ] {
         assert!(
             yaml.contains(&format!("\n  {path}\n")),

@@ -816,7 +816,7 @@ async fn the_cli_loads_dynamodb_and_operates_a_deployed_state_machine() {
     assert_eq!(unreachable["error"], "StoreError", "{unreachable}");
 
     let first = run(&[]);
-    assert_eq!(first["outcome"], "SUCCEEDED", "{first}");
+    assert_eq!(first["outcome"], "LOADED", "{first}");
     assert_eq!(first["load"]["inserted"], 60);
     let store = DynamoStore::from_conf(&config, "cli-table");
     assert_eq!(store.series().await.unwrap().len(), 60);
@@ -876,7 +876,7 @@ async fn the_cli_loads_dynamodb_and_operates_a_deployed_state_machine() {
     assert!(view["steps"].is_array());
     // moto does not implement RedriveExecution: the error is one line, not a backtrace.
     let out = cli(&["redrive", &arn]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");

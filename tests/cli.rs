@@ -48,9 +48,12 @@ fn export(db: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The outbox, oldest first (`notifications` lists the newest first).
 fn outbox(db: &Path) -> Vec<Value> {
     let out = cli(db).args(["notifications", "--json"]).output().unwrap();
-    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    let mut newest_first = serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap();
+    newest_first.reverse();
+    newest_first
 }
 
 #[test]
@@ -110,7 +113,7 @@ fn clean_run_then_idempotent_rerun_then_export() {
     assert!(stdout.starts_with("SUCCEEDED"), "{stdout}");
     assert_eq!(export(&db), csv, "a dry run writes nothing");
     assert!(
-        stdout.contains("0 inserted, 2 updated, 58 unchanged (dry run"),
+        stdout.contains("dry run, nothing written: would insert 0, would update 2, 58 unchanged"),
         "{stdout}"
     );
     assert!(
@@ -192,9 +195,32 @@ fn a_bad_source_fails_at_its_state_notifies_and_redrive_resumes_after_the_fix() 
         .collect();
     assert_eq!(jhu, ["ABORTED", "SUCCEEDED"], "{redriven}");
 
+    // The first run and the redrive are shown apart, each with its steps; the redrive's
+    // outcome and the executions list's redrive column say it was redriven.
+    let out = cli(&db).args(["execution", "broken"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first = text.find("-- first run, started ").expect(&text);
+    let redrive = text.find("-- redrive 1, started ").expect(&text);
+    assert!(first < redrive, "{text}");
+    assert!(
+        text[first..redrive].contains("ExtractNyt             FAILED"),
+        "{text}"
+    );
+    assert!(
+        text[redrive..].contains("DiffAndLoad            SUCCEEDED"),
+        "{text}"
+    );
+    let table = String::from_utf8(cli(&db).arg("executions").output().unwrap().stdout).unwrap();
+    assert!(
+        table.lines().next().unwrap().contains("REDRIVES"),
+        "{table}"
+    );
+    let row = table.lines().find(|l| l.starts_with("broken ")).unwrap();
+    assert!(row.split_whitespace().any(|w| w == "1"), "{row}");
+
     // A succeeded execution cannot be redriven again.
     let out = cli(&db).args(["redrive", "broken"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8(out.stderr)
             .unwrap()
@@ -217,7 +243,7 @@ fn a_reused_name_is_refused_and_changes_nothing() {
     let args: Vec<&str> = args.iter().map(|s| s.as_ref()).collect();
     assert_eq!(run_json(&db, &args).1, 0);
     let out = cli(&db).arg("run").args(&args).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3), "an operational error");
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         stderr.trim(),
@@ -230,11 +256,12 @@ fn a_reused_name_is_refused_and_changes_nothing() {
 fn user_mistakes_are_one_line_without_backtrace() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("etl.db");
+    std::fs::File::create(&db).unwrap();
     let out = cli(&db).args(["execution", "nope"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
-        "error: no execution \"nope\" in the local database\n"
+        "error: ExecutionDoesNotExist: no execution named \"nope\" in the local database\n"
     );
     let out = cli(&db).args(["run", "--bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -329,13 +356,7 @@ fn a_flaky_source_is_retried_until_it_serves() {
     assert_eq!(code, 0);
     assert_eq!(run["status"], "SUCCEEDED", "{run}");
     assert_eq!(count.load(Ordering::SeqCst), 3);
-    let nyt = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "ExtractNyt")
-        .unwrap();
-    assert_eq!(nyt["attempts"], 3);
+    assert_eq!(step(&run, "ExtractNyt")["attempts"], 3);
 
     let out = cli(&db)
         .args(["execution", run["name"].as_str().unwrap()])
@@ -377,7 +398,72 @@ fn a_source_that_never_recovers_ends_in_the_failure_branch() {
     );
 }
 
+#[test]
+fn retries_announce_themselves_and_errors_name_their_root_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    // A port nobody listens on: every attempt is refused.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/us.csv");
+    let out = cli(&db)
+        .env("COVID_ETL_TIME_SCALE", "100")
+        .args(["run", "--nyt", &url, "--jhu", &fixture("jhu/combined.csv")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for attempt in 2..=4 {
+        assert!(
+            stderr.contains(&format!(
+                "  retry  ExtractNyt: attempt {attempt} after waiting "
+            )),
+            "{stderr}"
+        );
+    }
+    let failures: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("  fail   ExtractNyt: "))
+        .collect();
+    assert_eq!(failures.len(), 4, "{stderr}");
+    for line in failures {
+        assert!(
+            line.starts_with(&format!(
+                "  fail   ExtractNyt: SourceUnavailable: nyt unavailable at {url}: "
+            )),
+            "{line}"
+        );
+        assert!(
+            line.to_lowercase().contains("connection refused"),
+            "the root cause: {line}"
+        );
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let summary = stdout.lines().next().unwrap();
+    assert!(
+        summary.starts_with("FAILED in ExtractNyt: SourceUnavailable: "),
+        "{stdout}"
+    );
+    assert!(
+        summary.to_lowercase().contains("connection refused"),
+        "{summary}"
+    );
+}
+
 // ---- no new data, timeouts ---------------------------------------------------------------
+
+/// The step named `name` in a `--json` view.
+fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name}: {run}"))
+}
 
 fn step_names(run: &Value) -> Vec<String> {
     run["steps"]
@@ -400,7 +486,7 @@ fn an_unchanged_rerun_takes_the_no_new_data_path_and_writes_nothing() {
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (first, _) = run_json(&db, &args);
-    assert_eq!(first["outcome"], "SUCCEEDED");
+    assert_eq!(first["outcome"], "LOADED");
     let before = export(&db);
 
     let (again, code) = run_json(&db, &args);
@@ -425,8 +511,13 @@ fn an_unchanged_rerun_takes_the_no_new_data_path_and_writes_nothing() {
     let mut reload = args.clone();
     reload.push("--full-reload");
     let (full, _) = run_json(&db, &reload);
-    assert_eq!(full["outcome"], "SUCCEEDED");
+    assert_eq!(full["outcome"], "LOADED");
     assert_eq!(full["load"]["unchanged"], 60);
+    assert_eq!(full["fullReload"], true);
+    assert_eq!(
+        outbox(&db).pop().unwrap()["subject"],
+        "covid-etl SUCCEEDED: full reload, 60 rows rewritten, latest 2020-04-29"
+    );
 
     // A changed file is loaded again.
     let revised = [
@@ -448,7 +539,7 @@ fn a_source_answering_304_ends_the_run_as_no_new_data() {
     let args = ["--nyt", &url, "--jhu", &fixture("jhu/combined.csv")].map(str::to_string);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (first, _) = run_json(&db, &args);
-    assert_eq!(first["outcome"], "SUCCEEDED", "{first}");
+    assert_eq!(first["outcome"], "LOADED", "{first}");
     let (second, _) = run_json(&db, &args);
     assert_eq!(second["outcome"], "NO_NEW_DATA", "{second}");
     assert_eq!(count.load(Ordering::SeqCst), 2);
@@ -544,24 +635,354 @@ fn a_task_that_overruns_its_timeout_fails_with_states_timeout() {
 }
 
 #[test]
-fn a_missing_file_is_source_unavailable_naming_the_path() {
+fn a_missing_file_or_a_directory_is_refused_at_once_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("etl.db");
+    let folder = dir.path().display().to_string();
+    for (path, reason) in [
+        ("/nonexistent/us.csv", "No such file or directory"),
+        (folder.as_str(), "it is a directory, not a file"),
+    ] {
+        let started = std::time::Instant::now();
+        let (run, code) = run_json(&db, &["--nyt", path, "--jhu", &fixture("jhu/combined.csv")]);
+        assert_eq!(code, 1);
+        assert_eq!(run["failedState"], "ExtractNyt");
+        assert_eq!(run["error"], "SourceRejected", "not retried: {run}");
+        let cause = run["cause"].as_str().unwrap();
+        assert!(
+            cause.starts_with(&format!("nyt refused at {path}: ")),
+            "{cause}"
+        );
+        assert!(cause.contains(reason), "{cause}");
+        assert_eq!(step(&run, "ExtractNyt")["attempts"], 1, "{run}");
+        assert!(started.elapsed() < Duration::from_secs(2), "no retry wait");
+    }
+}
+
+// ---- process hygiene, names, exit codes ---------------------------------------------------
+
+/// Runs `covid-etl ARGS` with its stdout already closed by the reader (what `| head -1` does
+/// once it has its line): the first write fails with EPIPE.
+fn with_stdout_closed(db: &Path, args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_covid-etl"))
+        .env("COVID_ETL_DB", db)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let (nyt, jhu) = (fixture("nyt/us.csv"), fixture("jhu/combined.csv"));
+    assert_eq!(run_json(&db, &["--nyt", &nyt, "--jhu", &jhu]).1, 0);
+    let name = executions_json(&db)[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for args in [
+        &["executions"][..],
+        &["executions", "--json"],
+        &["export"],
+        &["export", "--json"],
+        &["notifications"],
+        &["execution", "--json", &name],
+    ] {
+        let out = with_stdout_closed(&db, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+}
+
+fn executions_json(db: &Path) -> Vec<Value> {
+    let out = cli(db).args(["executions", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn read_only_commands_on_a_missing_database_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    for args in [
+        &["export"][..],
+        &["export", "--json"],
+        &["executions"],
+        &["execution", "daily-2020-04-30"],
+        &["notifications"],
+        &["redrive", "daily-2020-04-30"],
+    ] {
+        let out = cli(&db).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.starts_with(&format!("error: no database at {}: ", db.display())),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+}
+
+#[test]
+fn execution_names_follow_the_step_functions_rule_and_never_look_like_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let (nyt, jhu) = (fixture("nyt/us.csv"), fixture("jhu/combined.csv"));
+    let longest = "n".repeat(80);
+    assert_eq!(
+        run_json(&db, &["--nyt", &nyt, "--jhu", &jhu, "--name", &longest]).1,
+        0
+    );
+    let first_id = executions_json(&db)[0]["executionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let too_long = "n".repeat(81);
+    let huge = "x".repeat(100_000);
+    for bad in [
+        "", " ", "a b", "a\nb", "a\tb", "a/b:c", "a{b}", "what?", "100%", "a\u{7f}b", &too_long,
+        &huge, &first_id,
+    ] {
+        let out = cli(&db)
+            .args(["run", "--nyt", &nyt, "--jhu", &jhu, "--name", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?} is a usage error");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.starts_with("error: invalid --name: "), "{stderr}");
+        assert!(stderr.contains("execution name"), "{stderr}");
+        assert!(
+            stderr.len() < 600,
+            "the value is not echoed whole: {}",
+            stderr.len()
+        );
+    }
+    assert_eq!(
+        executions_json(&db).len(),
+        1,
+        "no refused name started a run"
+    );
+    // The id finds the execution, and so does its name: the two never overlap.
+    for key in [&first_id, &longest] {
+        let out = cli(&db)
+            .args(["execution", "--json", key])
+            .output()
+            .unwrap();
+        let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(view["executionId"], first_id.as_str());
+    }
+}
+
+#[test]
+fn exit_codes_tell_success_failure_usage_and_operational_errors_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let jhu = fixture("jhu/combined.csv");
+    let code = |args: &[&str]| cli(&db).args(args).output().unwrap().status.code();
+    let named_run = [
+        "run",
+        "--nyt",
+        &fixture("nyt/us.csv"),
+        "--jhu",
+        &jhu,
+        "--name",
+        "a",
+    ]
+    .map(str::to_string);
+    let named_run: Vec<&str> = named_run.iter().map(String::as_str).collect();
+    assert_eq!(code(&named_run), Some(0));
+    assert_eq!(
+        code(&[
+            "run",
+            "--nyt",
+            &fixture("nyt/negative-count.csv"),
+            "--jhu",
+            &jhu
+        ]),
+        Some(1),
+        "the execution failed"
+    );
+    assert_eq!(code(&["run", "--bogus"]), Some(2), "usage");
+    assert_eq!(code(&["export", "--from", "2020-02-30"]), Some(2), "usage");
+    assert_eq!(code(&["executions", "--limit", "0"]), Some(2), "usage");
+    assert_eq!(code(&named_run), Some(3), "name used");
+    assert_eq!(code(&["execution", "nope"]), Some(3), "no such execution");
+    assert_eq!(
+        code(&["export", "--from", "2020-04-02", "--to", "2020-04-01"]),
+        Some(3)
+    );
+}
+
+#[test]
+fn a_dry_run_is_shown_as_a_dry_run_everywhere_and_never_counted_as_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let (nyt, jhu) = (fixture("nyt/us.csv"), fixture("jhu/combined.csv"));
     let (run, code) = run_json(
         &db,
-        &[
-            "--nyt",
-            "/nonexistent/us.csv",
-            "--jhu",
-            &fixture("jhu/combined.csv"),
-        ],
+        &["--nyt", &nyt, "--jhu", &jhu, "--dry-run", "--name", "trial"],
     );
-    assert_eq!(code, 1);
-    assert_eq!(run["failedState"], "ExtractNyt");
-    assert_eq!(run["error"], "SourceUnavailable");
-    let cause = run["cause"].as_str().unwrap();
+    assert_eq!(code, 0, "{run}");
+    assert_eq!(run["outcome"], "DRY_RUN");
+    assert_eq!(run["load"], Value::Null, "nothing was loaded");
+    assert_eq!(
+        run["planned"],
+        serde_json::json!({"inserted": 60, "updated": 0, "unchanged": 0})
+    );
+    let subject = outbox(&db).pop().unwrap()["subject"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        subject,
+        "covid-etl DRY RUN: would insert 60, would update 0, latest 2020-04-29"
+    );
+    let listed = executions_json(&db);
+    assert_eq!(listed[0]["outcome"], "DRY_RUN");
+    assert_eq!(listed[0]["load"], Value::Null);
+    let table = String::from_utf8(cli(&db).arg("executions").output().unwrap().stdout).unwrap();
+    let row = table.lines().find(|l| l.starts_with("trial ")).unwrap();
+    assert!(row.contains("DRY_RUN"), "{row}");
+    assert!(!row.contains(" 60 "), "no write counted: {row}");
+    assert_eq!(export(&db), "date,cases,deaths,recovered\n");
+}
+
+#[test]
+fn export_takes_json_and_a_date_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let (nyt, jhu) = (fixture("nyt/us.csv"), fixture("jhu/combined.csv"));
+    assert_eq!(run_json(&db, &["--nyt", &nyt, "--jhu", &jhu]).1, 0);
+    let out = cli(&db)
+        .args(["export", "--from", "2020-03-02", "--to", "2020-03-03"])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let dates: Vec<_> = csv.lines().skip(1).map(|l| &l[..10]).collect();
+    assert_eq!(dates, ["2020-03-02", "2020-03-03"]);
+    let out = cli(&db)
+        .args(["export", "--json", "--to", "2020-03-01"])
+        .output()
+        .unwrap();
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["date"], "2020-03-01");
+}
+
+// ---- the real snapshots --------------------------------------------------------------------
+
+/// `../shared/data/FILE`, or `None` (with the reason printed) when the snapshots are absent.
+fn snapshot(file: &str) -> Option<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(file);
+    if path.exists() {
+        Some(path.display().to_string())
+    } else {
+        eprintln!(
+            "skipped: {} is absent (real snapshots live beside the project)",
+            path.display()
+        );
+        None
+    }
+}
+
+/// Loads the newest real snapshots (NYT 2022-04-19, JHU 2021-03-17) into `db`: the run's
+/// `--json`, or `None` when the snapshots are absent.
+fn load_newest_snapshots(db: &Path) -> Option<Value> {
+    let (nyt, jhu) = (
+        snapshot("nyt/us.2022-04-19.csv")?,
+        snapshot("jhu/time-series-19-covid-combined.2021-03-17.csv")?,
+    );
+    let (run, code) = run_json(db, &["--nyt", &nyt, "--jhu", &jhu]);
+    assert_eq!(code, 0, "{run}");
+    Some(run)
+}
+
+fn warnings(run: &Value) -> Vec<String> {
+    run["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn jhu_recovered_zeros_after_2020_12_13_are_stored_as_not_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let Some(run) = load_newest_snapshots(&db) else {
+        return;
+    };
+    let warnings = warnings(&run);
     assert!(
-        cause.starts_with("nyt unavailable at /nonexistent/us.csv: "),
-        "{cause}"
+        warnings
+            .iter()
+            .any(|w| w.starts_with("jhu stopped reporting Recovered on 2020-12-14: ")),
+        "{warnings:?}"
+    );
+    let csv = export(&db);
+    let recovered = |day: &str| {
+        let line = csv.lines().find(|l| l.starts_with(day)).unwrap();
+        line.rsplit(',').next().unwrap().to_string()
+    };
+    assert!(recovered("2020-12-13").parse::<u64>().unwrap() > 6_000_000);
+    for day in ["2020-12-14", "2021-01-01", "2021-03-16"] {
+        assert_eq!(recovered(day), "", "{day} is not reported, not 0");
+    }
+    let message = outbox(&db).pop().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("jhu stopped reporting Recovered on 2020-12-14"),
+        "{message}"
+    );
+    let text = String::from_utf8(
+        cli(&db)
+            .args(["execution", run["name"].as_str().unwrap()])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("warning: jhu stopped reporting Recovered"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_older_snapshot_over_newer_data_warns_that_it_moves_dates_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("etl.db");
+    let (Some(newer), Some(old_nyt), Some(old_jhu)) = (
+        load_newest_snapshots(&db),
+        snapshot("nyt/us.2020-08-13.csv"),
+        snapshot("jhu/time-series-19-covid-combined.2020-09-03.csv"),
+    ) else {
+        return;
+    };
+    assert!(
+        !warnings(&newer).iter().any(|w| w.contains("look older")),
+        "{}",
+        newer["warnings"]
+    );
+    let (older, code) = run_json(&db, &["--nyt", &old_nyt, "--jhu", &old_jhu, "--dry-run"]);
+    assert_eq!(code, 0, "{older}");
+    let warning = warnings(&older)
+        .into_iter()
+        .find(|w| w.starts_with("the sources look older than what is stored: "))
+        .unwrap_or_else(|| panic!("{}", older["warnings"]));
+    assert!(
+        warning.ends_with("the sources' newest date is 2020-08-13"),
+        "{warning}"
     );
 }

@@ -332,15 +332,25 @@ fn expected_merge(nyt: &Path, jhu: &Path) -> BTreeMap<String, (u64, u64, Option<
         col(&header, "Province/State"),
         col(&header, "Recovered"),
     );
-    let mut out = BTreeMap::new();
+    let mut recovered: BTreeMap<String, Option<u64>> = BTreeMap::new();
     for l in lines {
         let f: Vec<_> = l.split(',').collect();
-        if f.len() == header.len()
-            && f[country] == "US"
-            && f[province].is_empty()
-            && let Some((cases, deaths)) = nyt.get(f[d])
-        {
-            out.insert(f[d].to_string(), (*cases, *deaths, f[rec].parse().ok()));
+        if f.len() == header.len() && f[country] == "US" && f[province].is_empty() {
+            recovered.insert(f[d].to_string(), f[rec].parse().ok());
+        }
+    }
+    // JHU stopped counting recoveries on 2020-12-14 and wrote 0 from then on: a 0 after a
+    // positive count is "not reported".
+    let mut counting = false;
+    let mut out = BTreeMap::new();
+    for (date, value) in recovered {
+        let value = match value {
+            Some(0) if counting => None,
+            other => other,
+        };
+        counting |= value.is_some_and(|v| v > 0);
+        if let Some((cases, deaths)) = nyt.get(&date) {
+            out.insert(date, (*cases, *deaths, value));
         }
     }
     out

@@ -6,31 +6,85 @@
 
 use crate::diff::LoadCounts;
 use crate::error::{EtlError, Result};
-use crate::ledger::{RunLedger, RunRecord};
+use crate::ledger::{RunLedger, RunOutcome, RunRecord};
+use crate::payload::{NotifyResponse, cause_message};
+use crate::report::StepView;
 use crate::store::{ExecutionRecord, SqliteDb};
 use async_trait::async_trait;
 use serde::Serialize;
 use std::sync::Arc;
 
-/// One run as the dashboard lists it.
+/// What a run did, in one word: the dashboard's and the CLI's outcome column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    Running,
+    /// Succeeded and wrote (or confirmed) the series.
+    Loaded,
+    /// Succeeded without work: neither source changed.
+    NoNewData,
+    /// Succeeded, computed the changes and wrote nothing.
+    DryRun,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl Outcome {
+    /// The serde name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Loaded => "LOADED",
+            Self::NoNewData => "NO_NEW_DATA",
+            Self::DryRun => "DRY_RUN",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Aborted => "ABORTED",
+        }
+    }
+
+    fn of(status: &str, no_new_data: bool, dry_run: bool) -> Self {
+        match status {
+            "NO_NEW_DATA" => Self::NoNewData,
+            "SUCCEEDED" if no_new_data => Self::NoNewData,
+            "SUCCEEDED" if dry_run => Self::DryRun,
+            "SUCCEEDED" => Self::Loaded,
+            "RUNNING" => Self::Running,
+            "TIMED_OUT" => Self::TimedOut,
+            "ABORTED" => Self::Aborted,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// One run as the dashboard and `covid-etl executions --json` list it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionSummary {
-    pub id: String,
+    /// The execution's id (an ARN), as `run --json` names it.
+    pub execution_id: String,
     pub name: String,
     /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`, as Step Functions spells
     /// them.
     pub status: String,
+    pub outcome: Outcome,
     /// RFC 3339 timestamps.
     pub started_at: String,
     pub finished_at: Option<String>,
     /// `finishedAt - startedAt`; `null` while running.
     pub duration_ms: Option<i64>,
-    /// The innermost state that failed, and its error name.
+    /// The innermost state that failed, its error name and what it said.
     pub failed_state: Option<String>,
     pub error: Option<String>,
-    /// What the load wrote (`output.load`); `null` when the run did not reach the load.
+    pub cause: Option<String>,
+    /// What the load wrote; `null` when nothing was loaded (the run did not reach the load,
+    /// or it was a dry run).
     pub load: Option<LoadCounts>,
+    /// What a dry run would have written; `null` otherwise.
+    pub planned: Option<LoadCounts>,
+    /// A full reload: every merged row was rewritten.
+    pub full_reload: bool,
     pub redrive_count: u32,
 }
 
@@ -44,14 +98,19 @@ impl From<ExecutionRecord> for ExecutionSummary {
             (Some(a), Some(b)) => Some((b - a).num_milliseconds()),
             _ => None,
         };
-        let load = e
+        let summary: Option<NotifyResponse> = e
             .output
+            .clone()
+            .and_then(|o| serde_json::from_value(o).ok());
+        let request = summary.map(|s| s.request);
+        let load = request.as_ref().and_then(|r| r.load.clone());
+        let dry_run = load.as_ref().is_some_and(|l| l.dry_run);
+        let no_new_data = request
             .as_ref()
-            .and_then(|o| o.get("load"))
-            .filter(|l| !l.is_null())
-            .and_then(|l| serde_json::from_value::<LoadCounts>(l.clone()).ok());
+            .is_some_and(|r| r.status == RunOutcome::NoNewData);
         ExecutionSummary {
-            id: e.id,
+            outcome: Outcome::of(&e.status, no_new_data, dry_run),
+            execution_id: e.id,
             name: e.name,
             status: e.status,
             started_at: e.started_at,
@@ -59,10 +118,26 @@ impl From<ExecutionRecord> for ExecutionSummary {
             duration_ms,
             failed_state: e.failed_state,
             error: e.error,
-            load,
+            cause: e.cause.map(|c| cause_message(&c)),
+            load: load.as_ref().filter(|l| !l.dry_run).map(|l| l.counts),
+            planned: load.as_ref().filter(|l| l.dry_run).map(|l| l.counts),
+            full_reload: load.is_some_and(|l| l.full_reload),
             redrive_count: e.redrive_count,
         }
     }
+}
+
+/// One run with what the dashboard's detail view shows: its warnings and, where the
+/// source keeps the history (the local engine), its steps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionDetail {
+    #[serde(flatten)]
+    pub summary: ExecutionSummary,
+    pub warnings: Vec<String>,
+    /// `null` when the source keeps no history (the ledger on AWS: the Step Functions
+    /// console has it).
+    pub steps: Option<Vec<StepView>>,
 }
 
 /// A source of recent runs.
@@ -74,6 +149,9 @@ pub trait ExecutionSource: Send + Sync {
 
     /// At most `limit` runs, newest first.
     async fn recent(&self, limit: u32) -> Result<Vec<ExecutionSummary>>;
+
+    /// One run by its execution id, if known.
+    async fn detail(&self, execution_id: &str) -> Result<Option<ExecutionDetail>>;
 }
 
 #[async_trait]
@@ -88,6 +166,29 @@ impl ExecutionSource for SqliteDb {
             .await
             .map_err(|e| EtlError::store(format!("executions query panicked: {e}")))??;
         Ok(records.into_iter().map(ExecutionSummary::from).collect())
+    }
+
+    async fn detail(&self, execution_id: &str) -> Result<Option<ExecutionDetail>> {
+        let (db, id) = (self.clone(), execution_id.to_string());
+        tokio::task::spawn_blocking(move || {
+            // By id only: a name is never taken for an id.
+            let Some(record) = db.execution(&id)?.filter(|r| r.id == id) else {
+                return Ok(None);
+            };
+            let steps = crate::report::steps(&db.history(&record.id)?, record.status != "RUNNING");
+            let warnings = record
+                .output
+                .clone()
+                .and_then(|o| serde_json::from_value::<NotifyResponse>(o).ok())
+                .map_or_else(Vec::new, |r| r.request.all_warnings());
+            Ok(Some(ExecutionDetail {
+                summary: ExecutionSummary::from(record),
+                warnings,
+                steps: Some(steps),
+            }))
+        })
+        .await
+        .map_err(|e| EtlError::store(format!("execution query panicked: {e}")))?
     }
 }
 
@@ -105,6 +206,14 @@ impl ExecutionSource for LedgerExecutions {
         let runs = self.0.runs(limit as usize).await?;
         Ok(runs.into_iter().map(ExecutionSummary::from).collect())
     }
+
+    async fn detail(&self, execution_id: &str) -> Result<Option<ExecutionDetail>> {
+        Ok(self.0.run(execution_id).await?.map(|run| ExecutionDetail {
+            warnings: run.warnings.clone(),
+            summary: ExecutionSummary::from(run),
+            steps: None,
+        }))
+    }
 }
 
 impl From<RunRecord> for ExecutionSummary {
@@ -113,17 +222,25 @@ impl From<RunRecord> for ExecutionSummary {
             .ok()
             .zip(r.duration_ms)
             .map(|(start, ms)| (start + chrono::Duration::milliseconds(ms)).to_rfc3339());
-        let status = r.status.name().to_string();
+        // The ledger records NO_NEW_DATA as its own status; Step Functions calls it SUCCEEDED.
+        let status = match r.status {
+            RunOutcome::NoNewData => "SUCCEEDED",
+            other => other.name(),
+        };
         ExecutionSummary {
-            id: r.execution_id,
+            outcome: Outcome::of(r.status.name(), false, r.dry_run),
+            execution_id: r.execution_id,
             name: r.execution_name,
-            status,
+            status: status.to_string(),
             started_at: r.started_at,
             finished_at,
             duration_ms: r.duration_ms,
             failed_state: r.failed_state,
             error: r.error,
-            load: r.load,
+            cause: r.cause,
+            load: r.load.filter(|_| !r.dry_run),
+            planned: r.load.filter(|_| r.dry_run),
+            full_reload: r.full_reload,
             redrive_count: 0,
         }
     }

@@ -6,13 +6,18 @@
 //! GET /api/series?from=&to=    daily records with derived daily new counts
 //! GET /api/series/weekly       sums of daily new cases and deaths per ISO week
 //! GET /api/series/monthly      … per calendar month
-//! GET /api/executions?limit=   recent runs: status, duration, failed state, load counts
+//! GET /api/executions?limit=   recent runs: status, outcome, duration, failed state, counts
+//! GET /api/executions/{id}     one run: its summary, warnings and steps
 //! GET /api/openapi.yaml        the contract (docs/openapi.yaml)
 //! ```
 //! Every query parameter is validated: an unknown or repeated parameter, a date that is not a
 //! real `YYYY-MM-DD` day, `from` after `to` or a bad `limit` is a 400 with
 //! `{"error": "..."}` naming the parameter and the value. The series answers may be cached
 //! briefly ([`SERIES_CACHE`]); executions and errors never are.
+//!
+//! No request scans the table by itself: the series and the recent executions are read at
+//! most once per [`STORE_CACHE_TTL`] per process (one warm Lambda instance, or `serve`) and
+//! shared by every request in between ([`Cached`]).
 //!
 //! Derived numbers and how revisions are treated: [`aggregate`].
 
@@ -21,7 +26,9 @@ mod assets;
 pub mod executions;
 pub mod server;
 
-pub use executions::{ExecutionSource, ExecutionSummary, LedgerExecutions};
+pub use executions::{
+    ExecutionDetail, ExecutionSource, ExecutionSummary, LedgerExecutions, Outcome,
+};
 
 use crate::error::EtlError;
 use crate::record::DailyRecord;
@@ -36,6 +43,7 @@ use axum::routing::get;
 use chrono::NaiveDate;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// `Cache-Control` of the series endpoints: the data changes once a day, so a few minutes
 /// of caching (browser, API Gateway, a CDN) costs nothing and spares the store.
@@ -47,10 +55,51 @@ pub const NO_STORE: &str = "no-store";
 pub const DEFAULT_EXECUTIONS: u32 = 20;
 pub const MAX_EXECUTIONS: u32 = 100;
 
+/// How long the series and the executions read from the store serve requests. The series
+/// changes once a day and its answers are already public for 5 minutes ([`SERIES_CACHE`]);
+/// 30 s bounds the store to two reads (Scans on DynamoDB) per 30 s per instance whatever
+/// the traffic, while a run that just ended appears on the dashboard within half a minute.
+pub const STORE_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// One value read from the store, reused until it is [`STORE_CACHE_TTL`] old. The lock is
+/// held while reading, so requests arriving together on an expired value wait for one read
+/// instead of each starting their own. Errors are not kept.
+struct Cached<T> {
+    slot: tokio::sync::Mutex<Option<(Instant, Arc<T>)>>,
+}
+
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Self {
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T> Cached<T> {
+    async fn get<F>(&self, read: F) -> crate::error::Result<Arc<T>>
+    where
+        F: std::future::Future<Output = crate::error::Result<T>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((at, value)) = slot.as_ref()
+            && at.elapsed() < STORE_CACHE_TTL
+        {
+            return Ok(value.clone());
+        }
+        let value = Arc::new(read.await?);
+        *slot = Some((Instant::now(), value.clone()));
+        Ok(value)
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     store: Arc<dyn Store>,
     executions: Arc<dyn ExecutionSource>,
+    series: Arc<Cached<Vec<DailyRecord>>>,
+    /// The newest [`MAX_EXECUTIONS`] runs; a smaller `limit` takes the first ones.
+    recent: Arc<Cached<Vec<ExecutionSummary>>>,
 }
 
 /// The whole application: API, dashboard and its assets.
@@ -60,9 +109,15 @@ pub fn router(store: Arc<dyn Store>, executions: Arc<dyn ExecutionSource>) -> Ro
         .route("/api/series/weekly", get(weekly))
         .route("/api/series/monthly", get(monthly))
         .route("/api/executions", get(recent_executions))
+        .route("/api/executions/{execution_id}", get(one_execution))
         .merge(assets::routes())
         .fallback(not_found)
-        .with_state(AppState { store, executions })
+        .with_state(AppState {
+            store,
+            executions,
+            series: Default::default(),
+            recent: Default::default(),
+        })
 }
 
 /// A failed request: its status and the one-line message sent as `{"error": message}`.
@@ -228,7 +283,7 @@ async fn points(
     state: &AppState,
     range: Range,
 ) -> Result<(Vec<DailyPoint>, Option<DailyRecord>), ApiError> {
-    let series = state.store.series().await?;
+    let series = state.series.get(state.store.series()).await?;
     let latest = series.last().copied();
     let points = aggregate::daily(&series)
         .into_iter()
@@ -336,7 +391,11 @@ async fn recent_executions(
                 ))
             })?,
     };
-    let executions = state.executions.recent(limit).await?;
+    let recent = state
+        .recent
+        .get(state.executions.recent(MAX_EXECUTIONS))
+        .await?;
+    let executions: Vec<ExecutionSummary> = recent.iter().take(limit as usize).cloned().collect();
     let body = ExecutionsBody {
         source: state.executions.kind(),
         count: executions.len(),
@@ -345,9 +404,52 @@ async fn recent_executions(
     Ok(json(&body, NO_STORE))
 }
 
+async fn one_execution(
+    State(state): State<AppState>,
+    axum::extract::Path(execution_id): axum::extract::Path<String>,
+    query: RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(query, &[])?;
+    match state.executions.detail(&execution_id).await? {
+        Some(detail) => Ok(json(&detail, NO_STORE)),
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no execution with id \"{execution_id}\""),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn requests_within_the_ttl_share_one_store_read_and_errors_are_not_kept() {
+        let cache: Cached<u32> = Cached::default();
+        let reads = AtomicUsize::new(0);
+        let read = |value: Option<u32>| {
+            let reads = &reads;
+            async move {
+                reads.fetch_add(1, Ordering::SeqCst);
+                value.ok_or_else(|| EtlError::store("down"))
+            }
+        };
+        assert!(cache.get(read(None)).await.is_err());
+        for _ in 0..5 {
+            assert_eq!(*cache.get(read(Some(7))).await.unwrap(), 7);
+        }
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            2,
+            "one failed read, then one read"
+        );
+        // Once the value is older than the TTL, the next request reads again.
+        let backdated = Instant::now().checked_sub(STORE_CACHE_TTL).unwrap();
+        *cache.slot.lock().await = Some((backdated, Arc::new(7)));
+        assert_eq!(*cache.get(read(Some(9))).await.unwrap(), 9);
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+    }
 
     #[test]
     fn dates_must_be_real_days_in_one_spelling() {

@@ -13,7 +13,7 @@ pub mod sfn;
 
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::OnceCell;
 
 /// The loader behind [`sdk_config`], for callers that override more (tests set a region and
@@ -61,6 +61,8 @@ where
             };
             (code, message)
         }
-        other => (None, DisplayErrorContext(other).to_string()),
+        // "dispatch failure: io error: …: Connection refused (os error 111)", not the
+        // `Debug` text of the SDK's error structs.
+        other => (None, crate::error::with_causes(other)),
     }
 }

@@ -1,15 +1,18 @@
 //! Commands on the local engine and the embedded database.
 
-use super::{DbArg, Failure};
+use super::{DbArg, Failure, out, outln};
+use chrono::NaiveDate;
+use covid_etl::api::ExecutionSummary;
 use covid_etl::backends::{BackendConfig, Backends, NotifyConfig, StoreConfig};
 use covid_etl::config::{Config, Role};
+use covid_etl::diff::LoadCounts;
 use covid_etl::engine::{EventKind, HistoryEvent, HistorySink, RandomJitter, ScaledClock};
-use covid_etl::ledger::{RunLedger, RunRecord};
-use covid_etl::payload::RunOptions;
-use covid_etl::report::{self, StepView};
+use covid_etl::payload::{LoadReport, NotifyRequest, NotifyResponse, RunOptions, RunOutcome};
+use covid_etl::report;
 use covid_etl::store::{ExecutionRecord, SqliteDb, Store};
 use covid_etl::workflow::{LocalRunner, LocalTasks};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -30,8 +33,10 @@ pub(crate) struct RunArgs {
     /// Rewrite every row, changed or not.
     #[arg(long)]
     full_reload: bool,
-    /// Execution name; a name already used is refused (ExecutionAlreadyExists).
-    #[arg(long)]
+    /// Execution name: 1-80 characters, no white space, brackets, wildcards, control
+    /// characters or any of " # % \ ^ | ~ ` $ & , ; : / (Step Functions' rule). A name already
+    /// used is refused (ExecutionAlreadyExists). Default: run-<UTC time>-<4 hex digits>.
+    #[arg(long, value_parser = super::ExecutionName)]
     name: Option<String>,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
@@ -60,18 +65,56 @@ fn open(db: &DbArg) -> Result<SqliteDb, Failure> {
         .map_err(|e| Failure::Error(format!("cannot open {}: {e}", db.db.display())))
 }
 
-/// Prints a progress line per step as the engine records it.
+/// For a command that only reads the database (or, like `redrive`, needs what an earlier
+/// run left): a missing file is said so, and not created empty.
+fn require_database(db: &DbArg) -> Result<(), Failure> {
+    if db.db.exists() {
+        Ok(())
+    } else {
+        Err(Failure::Error(format!(
+            "no database at {}: nothing has been run there (`covid-etl run` creates it; --db or COVID_ETL_DB chooses another)",
+            db.db.display()
+        )))
+    }
+}
+
+fn open_existing(db: &DbArg) -> Result<SqliteDb, Failure> {
+    require_database(db)?;
+    open(db)
+}
+
+/// Prints a line per step as the engine records it, as it happens: each state's end with
+/// its duration, each failed attempt, and each retry with the wait before it.
 struct Progress {
     enabled: bool,
-    failed: std::sync::Mutex<std::collections::HashSet<String>>,
+    states: std::sync::Mutex<StepClock>,
+}
+
+/// What the progress lines need to remember between events.
+#[derive(Default)]
+struct StepClock {
+    /// When each open state was entered.
+    entered: HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// The states whose last attempt failed (a Catch may route on), and when.
+    failed_at: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 impl Progress {
     fn new(enabled: bool) -> Self {
         Self {
             enabled,
-            failed: Default::default(),
+            states: Default::default(),
         }
+    }
+}
+
+/// A duration for people: `840 ms`, `4.8 s`.
+fn human_duration(d: chrono::TimeDelta) -> String {
+    let ms = d.num_milliseconds();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
     }
 }
 
@@ -80,33 +123,51 @@ impl HistorySink for Progress {
         if !self.enabled {
             return;
         }
-        let name = e.state_name.as_deref().unwrap_or("");
-        let detail = |k: &str| {
-            e.details
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
+        let Some(name) = e.state_name.as_deref() else {
+            return;
         };
+        let detail = |k: &str| e.details.get(k).and_then(Value::as_str).unwrap_or("");
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let since = |at: &chrono::DateTime<chrono::Utc>| human_duration(e.timestamp - *at);
         let line = match e.kind {
+            EventKind::TaskStateEntered | EventKind::ParallelStateEntered => {
+                states.entered.insert(name.to_string(), e.timestamp);
+                return;
+            }
             EventKind::TaskStateExited | EventKind::ParallelStateExited => {
-                let caught = self.failed.lock().unwrap().remove(name);
-                format!("  {}  {name}", if caught { "caught" } else { "ok    " })
+                let caught = states.failed_at.remove(name).is_some();
+                let took = states.entered.remove(name).map(|t| since(&t));
+                format!(
+                    "  {}  {name}  {}",
+                    if caught { "caught" } else { "ok    " },
+                    took.unwrap_or_default()
+                )
+            }
+            EventKind::TaskScheduled => {
+                let attempt = e.details["retryAttempt"].as_u64().unwrap_or(0);
+                match states.failed_at.remove(name) {
+                    Some(failed) if attempt > 0 => format!(
+                        "  retry  {name}: attempt {} after waiting {}",
+                        attempt + 1,
+                        since(&failed)
+                    ),
+                    _ => return,
+                }
             }
             EventKind::TaskSucceeded => {
-                self.failed.lock().unwrap().remove(name);
+                states.failed_at.remove(name);
                 return;
             }
             EventKind::ParallelStateFailed => {
-                self.failed.lock().unwrap().insert(name.to_string());
+                states.failed_at.insert(name.to_string(), e.timestamp);
                 return;
             }
             EventKind::TaskFailed | EventKind::TaskTimedOut => {
-                self.failed.lock().unwrap().insert(name.to_string());
-                let cause = covid_etl::payload::cause_message(&detail("cause"));
-                format!("  fail  {name}: {}: {cause}", detail("error"))
+                states.failed_at.insert(name.to_string(), e.timestamp);
+                let cause = covid_etl::payload::cause_message(detail("cause"));
+                format!("  fail   {name}: {}: {cause}", detail("error"))
             }
-            EventKind::FailStateEntered => format!("  end   {name}"),
+            EventKind::FailStateEntered => format!("  end    {name}"),
             _ => return,
         };
         let _ = writeln!(std::io::stderr(), "{line}");
@@ -141,6 +202,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), Failure> {
 }
 
 pub(crate) async fn redrive(db: &DbArg, id: &str, as_json: bool) -> Result<(), Failure> {
+    require_database(db)?;
     let session = Session::open(&BackendConfig::local(&db.db), as_json).await?;
     let stop = stop_on_signal()?;
     let record = session.runner(&stop).redrive(id).await?;
@@ -188,7 +250,7 @@ struct Session {
 impl Session {
     async fn open(config: &BackendConfig, as_json: bool) -> Result<Self, Failure> {
         // Before the backends are built: a bad setting creates nothing.
-        let settings = Config::from_env(Role::Cli)?;
+        let settings = Config::from_env(Role::Cli).map_err(|e| Failure::Usage(e.to_string()))?;
         let backends = Backends::build(config).await?;
         let db = backends
             .history
@@ -228,9 +290,11 @@ impl Session {
 fn finish(db: &SqliteDb, record: &ExecutionRecord, as_json: bool) -> Result<(), Failure> {
     let steps = report::steps(&db.history(&record.id)?, record.status != "RUNNING");
     if as_json {
-        println!("{}", summary_json(record, &steps));
+        let mut view = execution_json(record);
+        view["steps"] = json!(steps);
+        outln!("{view}");
     } else {
-        print!("{}", summary_text(record));
+        out!("{}", summary_text(record));
     }
     if record.status == "SUCCEEDED" {
         Ok(())
@@ -239,81 +303,70 @@ fn finish(db: &SqliteDb, record: &ExecutionRecord, as_json: bool) -> Result<(), 
     }
 }
 
-fn load_counts(record: &ExecutionRecord) -> Value {
-    record
-        .output
-        .as_ref()
-        .and_then(|o| o.get("load"))
-        .map(|l| json!({"inserted": l["inserted"], "updated": l["updated"], "unchanged": l["unchanged"]}))
-        .unwrap_or(Value::Null)
+/// The execution's output as the notify step wrote it (a succeeded run's summary).
+fn run_summary(record: &ExecutionRecord) -> Option<NotifyResponse> {
+    serde_json::from_value(record.output.clone()?).ok()
 }
 
-fn summary_json(record: &ExecutionRecord, steps: &[StepView]) -> Value {
-    json!({
-        "executionId": record.id,
-        "name": record.name,
-        "status": record.status,
-        "startedAt": record.started_at,
-        "finishedAt": record.finished_at,
-        "failedState": record.failed_state,
-        "error": record.error,
-        "cause": record.cause,
-        "outcome": record.output.as_ref().and_then(|o| o.get("status")).cloned().unwrap_or(Value::Null),
-        "load": load_counts(record),
-        "redriveCount": record.redrive_count,
-        "steps": steps,
-    })
+/// One execution as every `--json` of the CLI shows it: `run`, `redrive`, `execution` (each
+/// adding `steps`) and each element of `executions`. The same field names as
+/// `GET /api/executions`.
+fn execution_json(record: &ExecutionRecord) -> Value {
+    let summary = ExecutionSummary::from(record.clone());
+    let warnings = run_summary(record).map_or_else(Vec::new, |r| r.request.all_warnings());
+    let mut view = serde_json::to_value(&summary).unwrap_or(Value::Null);
+    view["cause"] = json!(record.cause);
+    view["warnings"] = json!(warnings);
+    view
+}
+
+/// What the load did, in words: a dry run "would" write, a full reload rewrote every row.
+fn load_sentence(load: &LoadReport) -> String {
+    let c = load.counts;
+    if load.dry_run {
+        format!(
+            "dry run, nothing written: would insert {}, would update {}, {} unchanged",
+            c.inserted, c.updated, c.unchanged
+        )
+    } else if load.full_reload {
+        format!(
+            "full reload: {} rows rewritten ({} new, {} changed, {} unchanged)",
+            load.written, c.inserted, c.updated, c.unchanged
+        )
+    } else {
+        format!(
+            "{} inserted, {} updated, {} unchanged",
+            c.inserted, c.updated, c.unchanged
+        )
+    }
 }
 
 fn summary_text(record: &ExecutionRecord) -> String {
     let mut out = String::new();
-    let no_new_data = record
-        .output
-        .as_ref()
-        .is_some_and(|o| o["status"] == "NO_NEW_DATA");
-    if no_new_data {
+    let took = duration(record);
+    let summary = run_summary(record);
+    let request = summary.as_ref().map(|s| &s.request);
+    if request.is_some_and(|r| r.status == RunOutcome::NoNewData) {
         out.push_str(&format!(
-            "SUCCEEDED  {}: no new data (neither source changed since the last load); nothing written\n",
+            "SUCCEEDED  {} in {took}: no new data (neither source changed since the last load); nothing written\n",
             record.name
         ));
     } else if record.status == "SUCCEEDED" {
-        let load = record
-            .output
-            .as_ref()
-            .and_then(|o| o.get("load"))
-            .cloned()
-            .unwrap_or(Value::Null);
+        let load = request.and_then(|r| r.load.clone()).unwrap_or_default();
         out.push_str(&format!(
-            "SUCCEEDED  {}: {} inserted, {} updated, {} unchanged{}\n",
+            "SUCCEEDED  {} in {took}: {}\n",
             record.name,
-            load["inserted"],
-            load["updated"],
-            load["unchanged"],
-            if load["dryRun"] == true {
-                " (dry run: nothing written)"
-            } else {
-                ""
-            }
+            load_sentence(&load)
         ));
-        if let Some(latest) = load.get("latest").and_then(Value::as_array) {
+        if let Some(latest) = load.latest {
             out.push_str(&format!(
                 "latest day {}: {} cases, {} deaths, recovered {}\n",
-                latest[0].as_str().unwrap_or(""),
-                latest[1],
-                latest[2],
+                covid_etl::record::iso(latest.date),
+                latest.cases,
+                latest.deaths,
                 latest
-                    .get(3)
-                    .map_or("not reported".to_string(), Value::to_string)
-            ));
-        }
-        let warnings = record
-            .output
-            .as_ref()
-            .and_then(|o| o["warnings"].as_array())
-            .map_or(0, Vec::len);
-        if warnings > 0 {
-            out.push_str(&format!(
-                "{warnings} data warnings: see `covid-etl notifications`\n"
+                    .recovered
+                    .map_or("not reported".to_string(), |v| v.to_string())
             ));
         }
     } else {
@@ -334,51 +387,50 @@ fn summary_text(record: &ExecutionRecord) -> String {
             record.name
         ));
     }
+    for warning in request.map(NotifyRequest::all_warnings).unwrap_or_default() {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
     out
 }
 
 pub(crate) async fn executions(db: &DbArg, limit: u32, as_json: bool) -> Result<(), Failure> {
-    let db = open(db)?;
+    let db = open_existing(db)?;
     let list = db.executions(limit)?;
-    // The run ledger adds what each run did: outcome, counts, fingerprints, warnings.
-    let runs: std::collections::HashMap<String, RunRecord> = db
-        .runs(limit as usize * 2)
-        .await?
-        .into_iter()
-        .map(|r| (r.execution_id.clone(), r))
-        .collect();
     if as_json {
-        let rows: Vec<Value> = list
-            .iter()
-            .map(|e| {
-                let mut row = serde_json::to_value(e).unwrap_or(Value::Null);
-                row["run"] = serde_json::to_value(runs.get(&e.id)).unwrap_or(Value::Null);
-                row
-            })
-            .collect();
-        println!("{}", serde_json::to_string(&rows)?);
+        let rows: Vec<Value> = list.iter().map(execution_json).collect();
+        outln!("{}", serde_json::to_string(&rows)?);
         return Ok(());
     }
-    println!(
-        "{:<32} {:<24} {:>9} {:<10} {:<11} {:>8} {:>7}  FAILED STATE",
-        "NAME", "STARTED", "DURATION", "STATUS", "OUTCOME", "INSERTED", "UPDATED"
+    outln!(
+        "{:<32} {:<24} {:>9} {:<10} {:<11} {:>8} {:>7} {:>8}  FAILED STATE",
+        "NAME",
+        "STARTED",
+        "DURATION",
+        "STATUS",
+        "OUTCOME",
+        "INSERTED",
+        "UPDATED",
+        "REDRIVES"
     );
     for e in list {
-        let run = runs.get(&e.id);
-        let outcome = run.map_or("", |r| r.status.name());
-        let count = |f: fn(&covid_etl::diff::LoadCounts) -> u64| {
-            run.and_then(|r| r.load.as_ref())
+        let summary = ExecutionSummary::from(e.clone());
+        // Only what was written is counted: a dry run's "would" counts are not writes.
+        let count = |f: fn(&LoadCounts) -> u64| {
+            summary
+                .load
+                .as_ref()
                 .map_or(String::new(), |l| f(l).to_string())
         };
-        println!(
-            "{:<32} {:<24} {:>9} {:<10} {:<11} {:>8} {:>7}  {}",
+        outln!(
+            "{:<32} {:<24} {:>9} {:<10} {:<11} {:>8} {:>7} {:>8}  {}",
             e.name,
             e.started_at,
             duration(&e),
             e.status,
-            outcome,
+            summary.outcome.name(),
             count(|l| l.inserted),
             count(|l| l.updated),
+            e.redrive_count,
             e.failed_state.as_deref().unwrap_or_default()
         );
     }
@@ -391,50 +443,84 @@ fn duration(e: &ExecutionRecord) -> String {
         parse(&e.started_at),
         e.finished_at.as_deref().and_then(parse),
     ) {
-        (Some(a), Some(b)) => format!("{} ms", (b - a).num_milliseconds()),
+        (Some(a), Some(b)) => human_duration(b - a),
         _ => "-".into(),
     }
 }
 
 pub(crate) fn execution(db: &DbArg, id: &str, as_json: bool) -> Result<(), Failure> {
-    let db = open(db)?;
+    let db = open_existing(db)?;
     let record = db.execution(id)?.ok_or_else(|| {
-        Failure::Error(format!("no execution \"{id}\" in {}", "the local database"))
+        Failure::Error(format!(
+            "ExecutionDoesNotExist: no execution named \"{id}\" in {}",
+            "the local database"
+        ))
     })?;
-    let steps = report::steps(&db.history(&record.id)?, record.status != "RUNNING");
     if as_json {
-        println!("{}", summary_json(&record, &steps));
-    } else {
-        println!(
-            "{}  {}  started {}  {}",
-            record.name,
-            record.status,
-            record.started_at,
-            duration(&record)
-        );
-        if record.redrive_count > 0 {
-            println!("redriven {} time(s)", record.redrive_count);
-        }
-        print!("{}", report::table(&steps));
-        if record.status != "SUCCEEDED" {
-            print!("{}", summary_text(&record));
-        }
+        let steps = report::steps(&db.history(&record.id)?, record.status != "RUNNING");
+        let mut view = execution_json(&record);
+        view["steps"] = json!(steps);
+        outln!("{view}");
+        return Ok(());
     }
+    outln!(
+        "{}  {}  started {}  took {}",
+        record.name,
+        record.status,
+        record.started_at,
+        duration(&record)
+    );
+    // The first run and each redrive apart, each with the steps it ran.
+    let events = db.history(&record.id)?;
+    let bounds: Vec<usize> = std::iter::once(0)
+        .chain((1..events.len()).filter(|&i| events[i].kind == EventKind::ExecutionRedriven))
+        .chain(std::iter::once(events.len()))
+        .collect();
+    for (n, run) in bounds.windows(2).enumerate() {
+        let part = &events[run[0]..run[1]];
+        if bounds.len() > 2 {
+            let at = part
+                .first()
+                .map(|e| e.timestamp.to_rfc3339())
+                .unwrap_or_default();
+            match n {
+                0 => outln!("-- first run, started {at}"),
+                n => outln!("-- redrive {n}, started {at}"),
+            }
+        }
+        let ended = run[1] < events.len() || record.status != "RUNNING";
+        out!("{}", report::table(&report::steps(part, ended)));
+    }
+    out!("{}", summary_text(&record));
     Ok(())
 }
 
-pub(crate) async fn export(db: &DbArg, as_json: bool) -> Result<(), Failure> {
-    let series = open(db)?.series().await?;
+pub(crate) async fn export(
+    db: &DbArg,
+    as_json: bool,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Result<(), Failure> {
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(Failure::Error(format!(
+            "--from {from} is after --to {to}; the range is inclusive"
+        )));
+    }
+    let series = open_existing(db)?.series().await?;
+    let rows = series
+        .iter()
+        .filter(|r| from.is_none_or(|f| r.date >= f) && to.is_none_or(|t| r.date <= t));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if as_json {
-        let rows: Vec<Value> = series
-            .iter()
+        let rows: Vec<Value> = rows
             .map(|r| json!({"date": covid_etl::record::iso(r.date), "cases": r.cases, "deaths": r.deaths, "recovered": r.recovered}))
             .collect();
-        writeln!(out, "{}", serde_json::to_string(&rows)?)?;
+        writeln!(out, "{}", serde_json::to_string(&rows)?).map_err(Failure::stdout)?;
     } else {
-        writeln!(out, "date,cases,deaths,recovered")?;
-        for r in series {
+        writeln!(out, "date,cases,deaths,recovered").map_err(Failure::stdout)?;
+        for r in rows {
             let recovered = r.recovered.map(|v| v.to_string()).unwrap_or_default();
             writeln!(
                 out,
@@ -442,26 +528,32 @@ pub(crate) async fn export(db: &DbArg, as_json: bool) -> Result<(), Failure> {
                 covid_etl::record::iso(r.date),
                 r.cases,
                 r.deaths
-            )?;
+            )
+            .map_err(Failure::stdout)?;
         }
     }
-    out.flush()?;
+    out.flush().map_err(Failure::stdout)?;
     Ok(())
 }
 
-pub(crate) fn notifications(db: &DbArg, as_json: bool) -> Result<(), Failure> {
-    let outbox = open(db)?.outbox()?;
+pub(crate) fn notifications(db: &DbArg, limit: u32, as_json: bool) -> Result<(), Failure> {
+    let mut outbox = open_existing(db)?.outbox()?;
+    // Newest first, as `executions` lists runs.
+    outbox.reverse();
+    outbox.truncate(limit as usize);
     if as_json {
-        println!("{}", serde_json::to_string(&outbox)?);
+        outln!("{}", serde_json::to_string(&outbox)?);
         return Ok(());
     }
     for entry in outbox {
-        println!(
+        outln!(
             "#{} {}  {}",
-            entry.id, entry.created_at, entry.notification.subject
+            entry.id,
+            entry.created_at,
+            entry.notification.subject
         );
         for line in entry.notification.message.lines() {
-            println!("    {line}");
+            outln!("    {line}");
         }
     }
     Ok(())

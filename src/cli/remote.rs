@@ -1,7 +1,7 @@
 //! Commands against a state machine deployed on AWS Step Functions (or any endpoint that
 //! speaks its API, such as a local test server). Rendering is shared with local executions.
 
-use super::Failure;
+use super::{Failure, out, outln};
 use covid_etl::aws::{self, sfn};
 use covid_etl::report;
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ pub(crate) async fn start(
     input: &str,
 ) -> Result<(), Failure> {
     let arn = sfn::start_execution(&client(aws).await, state_machine_arn, name, input).await?;
-    println!("{arn}");
+    outln!("{arn}");
     Ok(())
 }
 
@@ -43,15 +43,15 @@ pub(crate) async fn executions(
 ) -> Result<(), Failure> {
     let rows = sfn::list_executions(&client(aws).await, state_machine_arn, limit as usize).await?;
     if as_json {
-        println!("{}", serde_json::to_string(&rows)?);
+        outln!("{}", serde_json::to_string(&rows)?);
         return Ok(());
     }
-    println!("{:<40} {:<24} {:>9} STATUS", "NAME", "STARTED", "DURATION");
+    outln!("{:<40} {:<24} {:>9} STATUS", "NAME", "STARTED", "DURATION");
     for r in rows {
         let duration = r.stop.map_or("-".to_string(), |s| {
             format!("{} ms", (s - r.start).num_milliseconds())
         });
-        println!(
+        outln!(
             "{:<40} {:<24} {:>9} {}",
             r.name,
             r.start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -70,21 +70,21 @@ pub(crate) async fn execution(aws: &AwsArgs, arn: &str, as_json: bool) -> Result
     if as_json {
         let mut view = serde_json::to_value(&d)?;
         view["steps"] = json!(steps);
-        println!("{view}");
+        outln!("{view}");
         return Ok(());
     }
-    println!("{}  {}  started {}", d.name, d.status, d.start.to_rfc3339());
-    print!("{}", report::table(&steps));
+    outln!("{}  {}  started {}", d.name, d.status, d.start.to_rfc3339());
+    out!("{}", report::table(&steps));
     if let Some(error) = &d.error {
         let cause = covid_etl::payload::cause_message(d.cause.as_deref().unwrap_or_default());
-        println!("{} : {error}: {cause}", d.status);
+        outln!("{} : {error}: {cause}", d.status);
     }
     Ok(())
 }
 
 pub(crate) async fn redrive(aws: &AwsArgs, arn: &str) -> Result<(), Failure> {
     let date = sfn::redrive(&client(aws).await, arn).await?;
-    println!(
+    outln!(
         "redriven at {}: follow it with `covid-etl execution {arn}`",
         date.to_rfc3339()
     );

@@ -79,6 +79,15 @@ pub(super) async fn fetch_and_parse(
             location: location.to_string(),
             reason,
         },
+        EtlError::SourceRejected {
+            source_name,
+            reason,
+            ..
+        } => EtlError::SourceRejected {
+            source_name,
+            location: location.to_string(),
+            reason,
+        },
         other => other,
     };
     match location {
@@ -100,7 +109,15 @@ pub(super) async fn fetch_and_parse(
 /// the run read without end.
 async fn read_file(kind: SourceKind, path: PathBuf, max: u64) -> Result<Fetched> {
     let name = kind.name();
-    let file = std::fs::File::open(&path).map_err(|e| unavailable(name, e))?;
+    // A path that does not exist, cannot be read or is a directory is the operator's
+    // mistake: refused at once, not retried as if the disk might come back.
+    let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => rejected(name, e),
+        _ => unavailable(name, e),
+    })?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(rejected(name, "it is a directory, not a file"));
+    }
     let version = |f: &std::fs::File| {
         let m = f.metadata().map_err(|e| unavailable(name, e))?;
         Ok::<_, EtlError>((m.len(), m.modified().ok()))
@@ -220,7 +237,7 @@ async fn download(
                 location: url.into(),
                 reason: format!("the server redirected to {target}, off the allowlist"),
             },
-            None => unavailable(name, e),
+            None => unavailable(name, crate::error::with_causes(&e)),
         })?;
     let final_url = Some(response.url().to_string());
     let status = response.status();
@@ -276,7 +293,10 @@ async fn download(
                     }
                 }
                 Ok(None) => break,
-                Err(e) => Err(io::Error::other(unavailable(name, e))),
+                Err(e) => Err(io::Error::other(unavailable(
+                    name,
+                    crate::error::with_causes(&e),
+                ))),
             };
             let stop = item.is_err();
             if tx.send(item).await.is_err() || stop {
@@ -384,6 +404,14 @@ impl<R: Read> Read for Capped<R> {
 
 fn unavailable(source_name: &str, reason: impl fmt::Display) -> EtlError {
     EtlError::SourceUnavailable {
+        source_name: source_name.into(),
+        location: String::new(),
+        reason: reason.to_string(),
+    }
+}
+
+fn rejected(source_name: &str, reason: impl fmt::Display) -> EtlError {
+    EtlError::SourceRejected {
         source_name: source_name.into(),
         location: String::new(),
         reason: reason.to_string(),
