@@ -428,6 +428,10 @@ pub fn run_record(
     }
 }
 
+/// The message attribute (value `true`) of a dry run's notification. The email subscription
+/// on AWS filters on its absence (`{"dryRun": [{"exists": false}]}`, serverless.yml).
+pub const DRY_RUN_ATTRIBUTE: &str = "dryRun";
+
 /// The notification text for a run's outcome; a failure says what this run committed.
 pub fn compose(r: &NotifyRequest, committed: &Committed) -> Notification {
     let who = if r.execution_name.is_empty() {
@@ -438,6 +442,10 @@ pub fn compose(r: &NotifyRequest, committed: &Committed) -> Notification {
     let mut lines = Vec::new();
     let mut attributes = BTreeMap::new();
     attributes.insert("status".into(), r.status.name().into());
+    // The deploy's smoke test on prod is a dry run: the subscribers' filter drops it.
+    if r.load.as_ref().is_some_and(|l| l.dry_run) {
+        attributes.insert(DRY_RUN_ATTRIBUTE.into(), "true".into());
+    }
     let subject;
     match r.status {
         RunOutcome::Succeeded => {

@@ -1284,3 +1284,135 @@ mod mocked {
         }
     }
 }
+
+const FORM: &str = "application/x-www-form-urlencoded";
+/// moto's server picks the service from the credential scope of the (unchecked) signature.
+const SQS_AUTH: &str = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, \
+                        SignedHeaders=host, Signature=0";
+
+/// An SQS queue on moto (query protocol, which moto serves without the SQS SDK): its URL
+/// and ARN. `name` is plain `[a-z-]`, so it needs no form encoding.
+async fn create_queue(moto: &Moto, name: &str) -> (String, String) {
+    let http = reqwest::Client::new();
+    let body = http
+        .post(&moto.endpoint)
+        .header("content-type", FORM)
+        .header("authorization", SQS_AUTH)
+        .body(format!("Action=CreateQueue&QueueName={name}"))
+        .send()
+        .await
+        .expect("CreateQueue")
+        .text()
+        .await
+        .expect("CreateQueue body");
+    let url = body
+        .split("<QueueUrl>")
+        .nth(1)
+        .and_then(|rest| rest.split("</QueueUrl>").next())
+        .unwrap_or_else(|| panic!("CreateQueue: {body}"))
+        .to_string();
+    (url, format!("arn:aws:sqs:us-east-1:123456789012:{name}"))
+}
+
+/// The bodies of the messages waiting in a queue (at most 10).
+async fn received(queue_url: &str) -> Vec<String> {
+    let body = reqwest::Client::new()
+        .post(queue_url)
+        .header("content-type", FORM)
+        .header("authorization", SQS_AUTH)
+        .body("Action=ReceiveMessage&MaxNumberOfMessages=10")
+        .send()
+        .await
+        .expect("ReceiveMessage")
+        .text()
+        .await
+        .expect("ReceiveMessage body");
+    body.split("<Body>")
+        .skip(1)
+        .map(|b| b.split("</Body>").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dry_run_notification_is_filtered_out_by_the_subscribers_policy() {
+    // The deployed email subscription's filter (serverless.yml AlertEmailSubscription), on an
+    // SQS subscription moto delivers to: a dry run is dropped, every other message passes —
+    // including one without attributes, like the state machine's direct fallback.
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let config = moto.sdk_config().await;
+    let topic = create_topic(&config, "covid-etl-alerts").await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let (filtered_url, filtered_arn) = create_queue(&moto, "subscriber").await;
+    let (all_url, all_arn) = create_queue(&moto, "everything").await;
+    let policy = json!({ steps::DRY_RUN_ATTRIBUTE: [{"exists": false}] }).to_string();
+    for (arn, filter) in [(&filtered_arn, Some(policy)), (&all_arn, None)] {
+        let mut subscribe = sns
+            .subscribe()
+            .topic_arn(&topic)
+            .protocol("sqs")
+            .endpoint(arn)
+            .attributes("RawMessageDelivery", "true");
+        if let Some(filter) = filter {
+            subscribe = subscribe
+                .attributes("FilterPolicyScope", "MessageAttributes")
+                .attributes("FilterPolicy", filter);
+        }
+        subscribe.send().await.expect("subscribe");
+    }
+
+    let notifier = SnsNotifier::from_conf(&config, &topic);
+    let run = |dry_run: bool| NotifyRequest {
+        status: RunOutcome::Succeeded,
+        execution_id: format!("local:smoke-{dry_run}"),
+        execution_name: format!("smoke-{dry_run}"),
+        started_at: None,
+        fingerprints: None,
+        load: Some(LoadReport {
+            dry_run,
+            full_reload: true,
+            ..LoadReport::default()
+        }),
+        dropped: None,
+        warnings: vec![],
+        failed_state: None,
+        error: None,
+    };
+    for dry_run in [true, false] {
+        steps::notify(
+            run(dry_run),
+            &notifier,
+            &MemoryStore::default(),
+            &MemoryStore::default(),
+            steps::NotifySettings {
+                notify_no_new_data: true,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("notify");
+    }
+    // The state machine's fallback publishes with no attributes at all.
+    sns.publish()
+        .topic_arn(&topic)
+        .message("covid-etl: the notify step failed")
+        .send()
+        .await
+        .expect("publish without attributes");
+
+    let published = moto.published(&topic).await;
+    assert_eq!(attr(&published[0], "dryRun"), json!("true"));
+    assert_eq!(attr(&published[1], "dryRun"), Value::Null);
+
+    let everything = received(&all_url).await;
+    assert_eq!(everything.len(), 3, "{everything:?}");
+    let subscriber = received(&filtered_url).await;
+    assert_eq!(subscriber.len(), 2, "{subscriber:?}");
+    assert!(
+        subscriber.iter().all(|m| !m.contains("smoke-true")),
+        "the dry run reached the subscriber: {subscriber:?}"
+    );
+    assert!(subscriber.iter().any(|m| m.contains("smoke-false")));
+    assert!(subscriber.iter().any(|m| m.contains("notify step failed")));
+}

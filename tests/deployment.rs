@@ -1,13 +1,16 @@
 //! Checks on the CloudFormation template that `serverless package` compiles
-//! from serverless.yml (issue #5, deployment half).
+//! from serverless.yml (issue #5, deployment half; issue #20 points 3-5; issue #16's
+//! stack points: API limits, encrypted topics, table protection, source allowlist).
 //!
 //! Environment:
-//! - `COVID_ETL_TEMPLATE`: path to `.serverless/cloudformation-template-update-stack.json`.
+//! - `COVID_ETL_TEMPLATE`: path to `.serverless/cloudformation-template-update-stack.json`
+//!   (`serverless-state.json` beside it holds the stack tags).
 //!   Unset: every test prints why it skips and passes — unless `CI=true`, where a
 //!   missing template is a failure (tests/deploy/check.sh sets it).
 //! - `COVID_ETL_EXPECT_STAGE` (default `ci`): `prod` expects the schedule enabled,
-//!   the 26-hour staleness alarm and the table retained; any other stage expects none.
-//! - `COVID_ETL_EXPECT_RATE` (default `rate(1 day)`): the schedule expression.
+//!   the 26-hour staleness alarm, the table retained and protected from deletion;
+//!   any other stage expects none of these.
+//! - `COVID_ETL_EXPECT_SCHEDULE` (default [`SCHEDULE`]): the schedule expression.
 //! - `COVID_ETL_EXPECT_ARCH` (optional): `arm64` or `x86_64` for every function.
 //! - `COVID_ETL_ARTIFACT_DIR`: the zips the template was packaged from
 //!   (`<fn>/<fn>.zip`), to check each function's `CodeSha256` pin; required with `CI=true`.
@@ -22,6 +25,35 @@ const FUNCTIONS: &[&str] = &["ExtractNyt", "ExtractJhu", "Merge", "DiffAndLoad",
 /// The daily schedule's target; no state of the ASL.
 const STARTER: &str = "StartDaily";
 
+/// The daily run: 20:00 UTC, after both sources' daily update, on the same calendar day
+/// in the US (docs/DEPLOY.md, "The schedule").
+const SCHEDULE: &str = "cron(0 20 * * ? *)";
+
+/// The functions invoked asynchronously (by EventBridge), and the dead-letter queue that
+/// receives both what EventBridge could not deliver and what failed after Lambda's retries.
+const ASYNC: &[(&str, &str)] = &[
+    (STARTER, "StartDailyDeadLetterQueue"),
+    ("Notify", "NotifyDeadLetterQueue"),
+];
+
+/// Every environment variable each function gets: only what its binary reads
+/// (lambdas/*/src/main.rs).
+const ENVIRONMENT: &[(&str, &[&str])] = &[
+    (
+        "ExtractNyt",
+        &["COVID_ETL_SOURCE_ALLOWLIST", "RUST_LOG", "TABLE_NAME"],
+    ),
+    (
+        "ExtractJhu",
+        &["COVID_ETL_SOURCE_ALLOWLIST", "RUST_LOG", "TABLE_NAME"],
+    ),
+    ("Merge", &["RUST_LOG"]),
+    ("DiffAndLoad", &["RUST_LOG", "TABLE_NAME"]),
+    ("Notify", &["RUST_LOG", "TABLE_NAME", "TOPIC_ARN"]),
+    (STARTER, &["RUST_LOG", "STATE_MACHINE_ARN"]),
+    (API, &["RUST_LOG", "TABLE_NAME"]),
+];
+
 /// What a role's action may act on.
 #[derive(Debug, Clone, Copy)]
 enum On {
@@ -34,6 +66,10 @@ enum On {
     /// The executions of this state machine, by its name:
     /// `arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:<name>:*`
     Executions,
+    /// `{"Fn::GetAtt": ["MessagesKey", "Arn"]}`: the key of the topics and queues
+    Key,
+    /// `{"Fn::GetAtt": [<queue>, "Arn"]}`
+    Queue(&'static str),
 }
 
 /// Every function and what its role may do besides writing its own logs (the IAM table of
@@ -47,18 +83,30 @@ const ROLES: &[(&str, &[(&str, On)])] = &[
         &[
             ("dynamodb:Scan", On::Table),
             ("dynamodb:BatchWriteItem", On::Table),
+            ("dynamodb:UpdateItem", On::Table),
         ],
     ),
     (
         "Notify",
         &[
             ("sns:Publish", On::Topic),
+            ("kms:GenerateDataKey", On::Key),
+            ("kms:Decrypt", On::Key),
             ("dynamodb:GetItem", On::Table),
             ("dynamodb:PutItem", On::Table),
             ("states:GetExecutionHistory", On::Executions),
+            ("sqs:SendMessage", On::Queue("NotifyDeadLetterQueue")),
         ],
     ),
-    (STARTER, &[("states:StartExecution", On::StateMachine)]),
+    (
+        STARTER,
+        &[
+            ("states:StartExecution", On::StateMachine),
+            ("sqs:SendMessage", On::Queue("StartDailyDeadLetterQueue")),
+            ("kms:GenerateDataKey", On::Key),
+            ("kms:Decrypt", On::Key),
+        ],
+    ),
     (API, &[("dynamodb:Scan", On::Table)]),
 ];
 
@@ -69,6 +117,9 @@ const API: &str = "Api";
 const BAD_ENDINGS: &[&str] = &["ABORTED", "FAILED", "TIMED_OUT"];
 
 const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+
+/// What every function needs for X-Ray (these actions take no resource).
+const XRAY_ACTIONS: &[&str] = &["xray:PutTelemetryRecords", "xray:PutTraceSegments"];
 
 /// What Step Functions needs for CloudWatch Logs delivery and X-Ray.
 const SFN_SERVICE_ACTIONS: &[&str] = &[
@@ -475,10 +526,11 @@ fn every_asl_function_is_a_lambda_that_ends_before_its_task() {
             assert_eq!(&arch, want, "{function}");
         }
         archs.insert(arch);
-        let env = &f["Environment"]["Variables"];
-        assert_eq!(env["TABLE_NAME"], json!({"Ref": "EtlTable"}), "{function}");
-        assert_eq!(env["TOPIC_ARN"], json!({"Ref": "AlertTopic"}), "{function}");
-        assert!(env["RUST_LOG"].is_string(), "{function}: RUST_LOG");
+        assert_eq!(
+            f["TracingConfig"],
+            json!({"Mode": "Active"}),
+            "{function}: X-Ray"
+        );
         if *function == STARTER || *function == API {
             continue; // no Task calls these: see their own tests
         }
@@ -520,6 +572,8 @@ fn function_roles_are_least_privilege() {
             "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:execution:{}:*",
             state_machine_name(&t)
         )}),
+        On::Key => json!({"Fn::GetAtt": ["MessagesKey", "Arn"]}),
+        On::Queue(id) => json!({"Fn::GetAtt": [id, "Arn"]}),
     };
     let mut seen_roles = BTreeSet::new();
     for (function, allowed) in ROLES {
@@ -535,6 +589,7 @@ fn function_roles_are_least_privilege() {
         );
         let own_logs = json!({"Fn::GetAtt": [format!("{function}LogGroup"), "Arn"]});
         let mut actions = BTreeSet::new();
+        let mut xray = BTreeSet::new();
         for (action, res) in role_statements(role) {
             if LOG_ACTIONS.contains(&action.as_str()) {
                 assert_eq!(
@@ -544,6 +599,11 @@ fn function_roles_are_least_privilege() {
                 );
                 continue;
             }
+            if XRAY_ACTIONS.contains(&action.as_str()) {
+                assert_eq!(res, vec![json!("*")], "{role_id}: {action}");
+                xray.insert(action);
+                continue;
+            }
             let Some((_, on)) = allowed.iter().find(|(a, _)| *a == action) else {
                 panic!("{role_id}: unexpected action {action}")
             };
@@ -551,7 +611,12 @@ fn function_roles_are_least_privilege() {
             assert!(actions.insert(action.clone()), "{role_id}: {action} twice");
         }
         let allowed: BTreeSet<String> = allowed.iter().map(|(a, _)| a.to_string()).collect();
-        assert_eq!(actions, allowed, "{role_id}: actions beyond logs");
+        assert_eq!(actions, allowed, "{role_id}: actions beyond logs and X-Ray");
+        assert_eq!(
+            xray.len(),
+            XRAY_ACTIONS.len(),
+            "{role_id}: the X-Ray actions its tracing needs"
+        );
     }
 }
 
@@ -588,6 +653,15 @@ fn state_machine_role_invokes_the_five_functions_and_publishes_alerts() {
                 );
                 other.insert(action);
             }
+            // The failure branch's direct publish to the encrypted topic.
+            "kms:GenerateDataKey" | "kms:Decrypt" => {
+                assert_eq!(
+                    res,
+                    vec![json!({"Fn::GetAtt": ["MessagesKey", "Arn"]})],
+                    "{action} on the topic's key only"
+                );
+                other.insert(action);
+            }
             a if SFN_SERVICE_ACTIONS.contains(&a) => {
                 assert_eq!(res, vec![json!("*")], "{a}");
                 other.insert(action);
@@ -597,9 +671,21 @@ fn state_machine_role_invokes_the_five_functions_and_publishes_alerts() {
     }
     let want_invoke: BTreeSet<String> = FUNCTIONS.iter().map(|f| lambda_id(f)).collect();
     assert_eq!(invoke, want_invoke);
-    assert!(
-        other.contains("sns:Publish"),
-        "state machine may publish to the topic"
+    for needed in ["sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"] {
+        assert!(
+            other.contains(needed),
+            "state machine may publish to the encrypted topic: {needed}"
+        );
+    }
+    assert_eq!(
+        role["Properties"]["AssumeRolePolicyDocument"]["Statement"],
+        json!([{
+            "Effect": "Allow",
+            "Principal": {"Service": "states.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+        }]),
+        "{role_id}: trusted by Step Functions of this account only"
     );
 }
 
@@ -641,7 +727,7 @@ fn events_may_invoke(t: &Value, function: &str, rule_id: &str) -> usize {
 fn daily_schedule_invokes_the_starter_not_the_state_machine() {
     let Some(t) = template() else { return };
     let (sm_id, _) = the_state_machine(&t);
-    let rate = std::env::var("COVID_ETL_EXPECT_RATE").unwrap_or_else(|_| "rate(1 day)".into());
+    let schedule = std::env::var("COVID_ETL_EXPECT_SCHEDULE").unwrap_or_else(|_| SCHEDULE.into());
     let rules = of_type(&t, "AWS::Events::Rule");
     for (id, r) in &rules {
         for tg in as_list(&r["Properties"]["Targets"]) {
@@ -659,14 +745,14 @@ fn daily_schedule_invokes_the_starter_not_the_state_machine() {
     assert_eq!(schedules.len(), 1, "one schedule rule");
     let (rule_id, rule) = schedules[0];
     let p = &rule["Properties"];
-    assert_eq!(p["ScheduleExpression"], rate.as_str(), "{rule_id}");
+    assert_eq!(p["ScheduleExpression"], schedule.as_str(), "{rule_id}");
     let want_state = if expected_stage() == "prod" {
         "ENABLED"
     } else {
         "DISABLED"
     };
     assert_eq!(
-        p["State"],
+        resolve(&t, &p["State"]),
         want_state,
         "{rule_id} on stage {}",
         expected_stage()
@@ -691,6 +777,54 @@ fn daily_schedule_invokes_the_starter_not_the_state_machine() {
         "{rule_id}: Lambda targets use a permission"
     );
     assert_eq!(events_may_invoke(&t, STARTER, rule_id), 1, "{rule_id}");
+    undelivered_events_reach(&t, rule_id, target, "StartDailyDeadLetterQueue");
+}
+
+/// A rule target retries for at most an hour and then sends the event to `queue`, which
+/// accepts it from this rule only.
+fn undelivered_events_reach(t: &Value, rule_id: &str, target: &Value, queue: &str) {
+    assert_eq!(
+        target["RetryPolicy"],
+        json!({"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 3600}),
+        "{rule_id}: retry policy"
+    );
+    let queue_arn = json!({"Fn::GetAtt": [queue, "Arn"]});
+    assert_eq!(
+        target["DeadLetterConfig"]["Arn"], queue_arn,
+        "{rule_id}: dead-letter queue"
+    );
+    let allowed: Vec<_> = of_type(t, "AWS::SQS::QueuePolicy")
+        .into_iter()
+        .flat_map(|(_, p)| as_list(&p["Properties"]["PolicyDocument"]["Statement"]))
+        .filter(|st| st["Resource"] == queue_arn)
+        .map(|mut st| {
+            st.as_object_mut().expect("statement").remove("Sid"); // a label only
+            st
+        })
+        .collect();
+    assert_eq!(
+        allowed,
+        vec![json!({
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}}
+        })],
+        "{queue} accepts EventBridge's undelivered events from {rule_id} only"
+    );
+}
+
+/// A template value with `Fn::If` resolved by the conditions' values at the parameters'
+/// defaults.
+fn resolve(t: &Value, v: &Value) -> Value {
+    match v.get("Fn::If").and_then(Value::as_array) {
+        Some(args) => {
+            let cond = args[0].as_str().expect("Fn::If condition name");
+            resolve(t, &args[if condition_holds(t, cond) { 1 } else { 2 }])
+        }
+        None => v.clone(),
+    }
 }
 
 #[test]
@@ -707,11 +841,11 @@ fn start_daily_starts_this_state_machine() {
         timeout <= 60,
         "a StartExecution call needs seconds, not {timeout}s"
     );
-    // Its role (least privilege, also checked with the others) may only start this machine.
+    // Its role (least privilege, also checked with the others) starts this machine only.
     let (role_id, role) = role_of_function(&t, STARTER);
     let starts: Vec<_> = role_statements(role)
         .into_iter()
-        .filter(|(a, _)| !LOG_ACTIONS.contains(&a.as_str()))
+        .filter(|(a, _)| a.starts_with("states:"))
         .collect();
     assert_eq!(
         starts,
@@ -776,6 +910,7 @@ fn executions_that_end_badly_reach_the_notify_function() {
         );
     }
     assert_eq!(events_may_invoke(&t, "Notify", rule_id), 1, "{rule_id}");
+    undelivered_events_reach(&t, rule_id, target, "NotifyDeadLetterQueue");
 }
 
 #[test]
@@ -806,39 +941,90 @@ fn table_is_on_demand_with_point_in_time_recovery() {
     };
     assert_eq!(table["DeletionPolicy"], policy);
     assert_eq!(table["UpdateReplacePolicy"], policy);
+    assert_eq!(
+        p["DeletionProtectionEnabled"],
+        expected_stage() == "prod",
+        "deletion protection on prod only"
+    );
+}
+
+/// What an alarm watches: (namespace, metric, the resource its one dimension names).
+fn watched(id: &str, alarm: &Value) -> (String, String, String) {
+    let p = &alarm["Properties"];
+    let dims = as_list(&p["Dimensions"]);
+    let target = |d: &Value| match &d["Value"] {
+        Value::String(s) => s.clone(),
+        v => intrinsic_token(v).unwrap_or_else(|| panic!("{id}: dimension {v}")),
+    };
+    let subject = match p["Namespace"].as_str() {
+        // An HTTP API's metrics are per API and stage.
+        Some("AWS/ApiGateway") => {
+            assert_eq!(dims.len(), 2, "{id}: ApiId and Stage");
+            assert_eq!(
+                dims[1],
+                json!({"Name": "Stage", "Value": "$default"}),
+                "{id}"
+            );
+            target(&dims[0])
+        }
+        _ => {
+            assert_eq!(dims.len(), 1, "{id}: one dimension");
+            target(&dims[0])
+        }
+    };
+    (
+        p["Namespace"].as_str().expect("Namespace").to_owned(),
+        p["MetricName"].as_str().expect("MetricName").to_owned(),
+        subject,
+    )
 }
 
 #[test]
-fn alarms_notify_the_topic() {
+fn alarms_go_to_the_operations_topic_and_cover_the_asynchronous_paths() {
     let Some(t) = template() else { return };
     let (sm_id, _) = the_state_machine(&t);
     let mut created = BTreeSet::new();
-    let mut all = BTreeSet::new();
     for (id, alarm) in of_type(&t, "AWS::CloudWatch::Alarm") {
         let p = &alarm["Properties"];
-        assert_eq!(p["Namespace"], "AWS/States", "{id}");
-        assert_eq!(
-            p["Dimensions"],
-            json!([{"Name": "StateMachineArn", "Value": {"Ref": sm_id}}]),
-            "{id}"
-        );
-        assert_eq!(p["AlarmActions"], json!([{"Ref": "AlertTopic"}]), "{id}");
-        let metric = p["MetricName"].as_str().unwrap().to_owned();
-        assert!(
-            all.insert(metric.clone()),
-            "{id}: a second alarm on {metric}"
-        );
+        // Operators hear of a failure from the alarm; the pipeline's subscribers from its
+        // own failure message on AlertTopic: once to each audience.
+        assert_eq!(p["AlarmActions"], json!([{"Ref": "OpsTopic"}]), "{id}");
+        assert_eq!(p["OKActions"], json!([{"Ref": "OpsTopic"}]), "{id}");
+        let w = watched(id, alarm);
         if is_created(&t, alarm) {
-            created.insert(metric);
+            assert!(created.insert(w.clone()), "{id}: a second alarm on {w:?}");
         }
     }
-    let mut want = BTreeSet::from([
-        "ExecutionsAborted".to_owned(),
-        "ExecutionsFailed".to_owned(),
-        "ExecutionsTimedOut".to_owned(),
-    ]);
+    let sm = format!("<Ref {sm_id}>");
+    let mut want: BTreeSet<(String, String, String)> = [
+        ("AWS/States", "ExecutionsFailed", sm.as_str()),
+        ("AWS/States", "ExecutionsTimedOut", &sm),
+        ("AWS/States", "ExecutionsAborted", &sm),
+        ("AWS/ApiGateway", "5xx", "<Ref HttpApi>"),
+    ]
+    .iter()
+    .map(|(n, m, s)| (n.to_string(), m.to_string(), s.to_string()))
+    .collect();
+    for (function, queue) in ASYNC {
+        for metric in ["Errors", "Throttles"] {
+            want.insert((
+                "AWS/Lambda".into(),
+                metric.into(),
+                format!("<Ref {}>", lambda_id(function)),
+            ));
+        }
+        want.insert((
+            "AWS/SQS".into(),
+            "ApproximateNumberOfMessagesVisible".into(),
+            format!("<GetAtt {queue}.QueueName>"),
+        ));
+    }
     if expected_stage() == "prod" {
-        want.insert("ExecutionsSucceeded".to_owned());
+        want.insert((
+            "AWS/States".into(),
+            "ExecutionsSucceeded".into(),
+            sm.clone(),
+        ));
     }
     assert_eq!(
         created,
@@ -846,6 +1032,111 @@ fn alarms_notify_the_topic() {
         "alarms created on stage {}",
         expected_stage()
     );
+}
+
+#[test]
+fn asynchronous_failures_end_in_a_dead_letter_queue() {
+    let Some(t) = template() else { return };
+    for (function, queue) in ASYNC {
+        let configs: Vec<_> = of_type(&t, "AWS::Lambda::EventInvokeConfig")
+            .into_iter()
+            .filter(|(_, c)| c["Properties"]["FunctionName"] == json!({"Ref": lambda_id(function)}))
+            .collect();
+        assert_eq!(configs.len(), 1, "{function}: one EventInvokeConfig");
+        let (id, c) = configs[0];
+        let p = &c["Properties"];
+        assert_eq!(
+            p["DestinationConfig"]["OnFailure"]["Destination"],
+            json!({"Fn::GetAtt": [queue, "Arn"]}),
+            "{id}: on failure, to {queue}"
+        );
+        assert_eq!(p["MaximumRetryAttempts"], 2, "{id}");
+        assert_eq!(p["MaximumEventAgeInSeconds"], 3600, "{id}");
+        let q = &resource(&t, queue)["Properties"];
+        assert_eq!(
+            q["KmsMasterKeyId"],
+            json!({"Ref": "MessagesKey"}),
+            "{queue}"
+        );
+        assert_eq!(q["MessageRetentionPeriod"], 1_209_600, "{queue}: 14 days");
+    }
+}
+
+#[test]
+fn topics_are_encrypted_with_a_key_cloudwatch_may_use() {
+    let Some(t) = template() else { return };
+    for topic in ["AlertTopic", "OpsTopic"] {
+        let r = resource(&t, topic);
+        assert_eq!(r["Type"], "AWS::SNS::Topic");
+        assert_eq!(
+            r["Properties"]["KmsMasterKeyId"],
+            json!({"Ref": "MessagesKey"}),
+            "{topic}"
+        );
+    }
+    let key = &resource(&t, "MessagesKey")["Properties"];
+    assert_eq!(key["EnableKeyRotation"], true);
+    let statements = as_list(&key["KeyPolicy"]["Statement"]);
+    let by_service = |service: &str| {
+        statements
+            .iter()
+            .find(|s| s["Principal"]["Service"] == service)
+            .unwrap_or_else(|| panic!("the key policy lets {service} use the key"))
+            .clone()
+    };
+    for service in ["cloudwatch.amazonaws.com", "events.amazonaws.com"] {
+        let st = by_service(service);
+        assert_eq!(st["Effect"], "Allow");
+        assert_eq!(
+            st["Action"],
+            json!(["kms:Decrypt", "kms:GenerateDataKey*"]),
+            "{service}: use, not administer"
+        );
+    }
+    // Nothing else but the account (whose IAM policies grant the publishers' use).
+    for st in &statements {
+        let p = &st["Principal"];
+        assert!(
+            p["Service"].is_string()
+                || p["AWS"]
+                    == json!({"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}),
+            "key policy principal {p}"
+        );
+    }
+    // Alarms publish to the operations topic only.
+    let policies: Vec<_> = of_type(&t, "AWS::SNS::TopicPolicy");
+    assert_eq!(policies.len(), 1);
+    let p = &policies[0].1["Properties"];
+    assert_eq!(p["Topics"], json!([{"Ref": "OpsTopic"}]));
+    let st = &as_list(&p["PolicyDocument"]["Statement"])[0];
+    assert_eq!(
+        st["Principal"],
+        json!({"Service": "cloudwatch.amazonaws.com"})
+    );
+    assert_eq!(st["Resource"], json!({"Ref": "OpsTopic"}));
+}
+
+#[test]
+fn email_subscriptions_are_optional_and_dry_runs_reach_no_subscriber() {
+    let Some(t) = template() else { return };
+    for (id, topic) in [
+        ("AlertEmailSubscription", "AlertTopic"),
+        ("OpsEmailSubscription", "OpsTopic"),
+    ] {
+        let sub = resource(&t, id);
+        assert_eq!(sub["Type"], "AWS::SNS::Subscription");
+        let cond = sub["Condition"]
+            .as_str()
+            .expect("subscription is conditional");
+        assert!(!condition_holds(&t, cond), "{id}: none without an address");
+        assert_eq!(sub["Properties"]["Protocol"], "email");
+        assert_eq!(sub["Properties"]["TopicArn"], json!({"Ref": topic}));
+    }
+    // The notifier marks a dry run with the attribute dryRun (src/steps.rs compose); a
+    // message without it (every other run, the state machine's direct fallback) passes.
+    let p = &resource(&t, "AlertEmailSubscription")["Properties"];
+    assert_eq!(p["FilterPolicyScope"], "MessageAttributes");
+    assert_eq!(p["FilterPolicy"], json!({"dryRun": [{"exists": false}]}));
 }
 
 #[test]
@@ -870,6 +1161,7 @@ fn no_success_in_26_hours_alarms_where_the_schedule_runs() {
         expected_stage()
     );
     let p = &alarm["Properties"];
+    assert_eq!(p["Namespace"], "AWS/States", "{id}");
     assert_eq!(p["Statistic"], "Sum", "{id}");
     assert_eq!(p["Period"], 3600, "{id}");
     assert_eq!(p["EvaluationPeriods"], 26, "{id}: 26 hours");
@@ -886,23 +1178,6 @@ fn no_success_in_26_hours_alarms_where_the_schedule_runs() {
     // PutMetricAlarm's limit for periods of an hour or more: 7 days in all.
     let range = p["Period"].as_u64().unwrap() * p["EvaluationPeriods"].as_u64().unwrap();
     assert!(range <= 7 * 86_400, "{id}: evaluation range {range}s");
-}
-
-#[test]
-fn alert_topic_and_optional_email_subscription() {
-    let Some(t) = template() else { return };
-    assert_eq!(resource(&t, "AlertTopic")["Type"], "AWS::SNS::Topic");
-    let sub = resource(&t, "AlertEmailSubscription");
-    assert_eq!(sub["Type"], "AWS::SNS::Subscription");
-    let cond = sub["Condition"]
-        .as_str()
-        .expect("subscription is conditional");
-    assert!(
-        t["Conditions"][cond].is_object(),
-        "condition {cond} is defined"
-    );
-    assert_eq!(sub["Properties"]["Protocol"], "email");
-    assert_eq!(sub["Properties"]["TopicArn"], json!({"Ref": "AlertTopic"}));
 }
 
 #[test]
@@ -952,4 +1227,235 @@ fn the_dashboard_is_served_by_the_api_function_on_the_default_stage() {
         integrations[0].1["Properties"]["IntegrationUri"],
         json!({"Fn::GetAtt": [lambda_id(API), "Arn"]})
     );
+}
+
+#[test]
+fn the_api_is_throttled_logged_capped_and_states_its_cors_policy() {
+    let Some(t) = template() else { return };
+    let (_, stage) = of_type(&t, "AWS::ApiGatewayV2::Stage")[0];
+    let p = &stage["Properties"];
+    let route = &p["DefaultRouteSettings"];
+    let rate = route["ThrottlingRateLimit"]
+        .as_f64()
+        .expect("stage rate limit");
+    let burst = route["ThrottlingBurstLimit"]
+        .as_u64()
+        .expect("stage burst limit");
+    assert!(rate > 0.0 && rate <= 100.0, "rate limit {rate}/s");
+    assert!(burst as f64 >= rate && burst <= 200, "burst {burst}");
+    // Access logs, to a log group of the stack.
+    let logs = &p["AccessLogSettings"];
+    let group = logs["DestinationArn"]["Fn::GetAtt"][0]
+        .as_str()
+        .expect("access logs to a log group of the stack");
+    assert_eq!(resource(&t, group)["Type"], "AWS::Logs::LogGroup");
+    let format = logs["Format"].as_str().expect("access log format");
+    for field in [
+        "$context.requestId",
+        "$context.status",
+        "$context.identity.sourceIp",
+    ] {
+        assert!(format.contains(field), "access log format lacks {field}");
+    }
+    // CORS: explicit, read-only, no credentials.
+    let (_, api) = of_type(&t, "AWS::ApiGatewayV2::Api")[0];
+    let cors = &api["Properties"]["CorsConfiguration"];
+    assert_eq!(cors["AllowMethods"], json!(["GET"]), "CORS: GET only");
+    assert!(
+        cors["AllowCredentials"].is_null() || cors["AllowCredentials"] == false,
+        "CORS: no credentials"
+    );
+    assert!(cors["AllowOrigins"].is_array(), "CORS: origins stated");
+    // The function's concurrency is reserved, and so capped.
+    let f = &resource(&t, &lambda_id(API))["Properties"];
+    let reserved = f["ReservedConcurrentExecutions"]
+        .as_u64()
+        .expect("reserved concurrency");
+    assert!(
+        (1..=10).contains(&reserved),
+        "reserved concurrency {reserved}"
+    );
+    // Public by default; a JWT authorizer only when the issuer parameter is set.
+    let routes = of_type(&t, "AWS::ApiGatewayV2::Route");
+    let r = &routes[0].1["Properties"];
+    assert_eq!(
+        resolve(&t, &r["AuthorizationType"]),
+        "NONE",
+        "public by default"
+    );
+    let private = json!({"Fn::If": ["ApiIsPrivate", "JWT", "NONE"]});
+    assert_eq!(r["AuthorizationType"], private);
+    let authorizer = resource(&t, "HttpApiJwtAuthorizer");
+    assert_eq!(authorizer["Condition"], "ApiIsPrivate");
+    assert_eq!(authorizer["Properties"]["AuthorizerType"], "JWT");
+    assert_eq!(
+        r["AuthorizerId"],
+        json!({"Fn::If": ["ApiIsPrivate", {"Ref": "HttpApiJwtAuthorizer"}, {"Ref": "AWS::NoValue"}]})
+    );
+}
+
+#[test]
+fn each_function_gets_only_the_environment_it_reads() {
+    let Some(t) = template() else { return };
+    assert_eq!(
+        ENVIRONMENT.len(),
+        FUNCTIONS.len() + 2,
+        "every function is listed"
+    );
+    for (function, names) in ENVIRONMENT {
+        let env = &resource(&t, &lambda_id(function))["Properties"]["Environment"]["Variables"];
+        let got: BTreeSet<&str> = env
+            .as_object()
+            .unwrap_or_else(|| panic!("{function}: environment"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let want: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(got, want, "{function}: environment");
+        let expect = |name: &str, value: Value| {
+            if want.contains(name) {
+                assert_eq!(env[name], value, "{function}: {name}");
+            }
+        };
+        expect("TABLE_NAME", json!({"Ref": "EtlTable"}));
+        expect("TOPIC_ARN", json!({"Ref": "AlertTopic"}));
+        assert!(env["RUST_LOG"].is_string(), "{function}: RUST_LOG");
+    }
+}
+
+#[test]
+fn extract_functions_may_download_from_https_origins_only() {
+    let Some(t) = template() else { return };
+    for function in ["ExtractNyt", "ExtractJhu"] {
+        let env = &resource(&t, &lambda_id(function))["Properties"]["Environment"]["Variables"];
+        let list = env["COVID_ETL_SOURCE_ALLOWLIST"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{function}: COVID_ETL_SOURCE_ALLOWLIST"));
+        let origins: Vec<&str> = list.split(',').map(str::trim).collect();
+        assert!(
+            !origins.is_empty() && origins.iter().all(|o| !o.is_empty()),
+            "{list}"
+        );
+        for origin in &origins {
+            // An origin: scheme and host, nothing after.
+            let host = origin.strip_prefix("https://").unwrap_or_else(|| {
+                panic!(
+                    "{function}: {origin} is not https (stage {})",
+                    expected_stage()
+                )
+            });
+            assert!(
+                !host.is_empty() && !host.contains('/') && !host.contains('@'),
+                "{function}: {origin} is not an origin"
+            );
+        }
+        if expected_stage() == "prod" {
+            assert_eq!(
+                origins,
+                ["https://raw.githubusercontent.com"],
+                "{function}: prod downloads from the real sources' origin only"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_log_group_has_a_retention() {
+    let Some(t) = template() else { return };
+    let groups = of_type(&t, "AWS::Logs::LogGroup");
+    // Seven functions, the state machine, the API's access logs.
+    assert_eq!(groups.len(), FUNCTIONS.len() + 4, "log groups");
+    for (id, g) in groups {
+        let days = g["Properties"]["RetentionInDays"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{id}: no RetentionInDays (kept forever)"));
+        assert!((1..=365).contains(&days), "{id}: {days} days");
+    }
+}
+
+#[test]
+fn the_stack_is_tagged() {
+    let Some(t) = template() else { return };
+    let path = PathBuf::from(std::env::var("COVID_ETL_TEMPLATE").expect("template path"));
+    let state = path.with_file_name("serverless-state.json");
+    let text = std::fs::read_to_string(&state)
+        .unwrap_or_else(|e| panic!("{} (written by serverless package): {e}", state.display()));
+    let state: Value = serde_json::from_str(&text).expect("serverless-state.json");
+    let tags = &state["service"]["provider"]["stackTags"];
+    assert_eq!(tags["project"], "covid-etl", "stack tags: {tags}");
+    assert_eq!(
+        tags["stage"],
+        expected_stage().as_str(),
+        "stack tags: {tags}"
+    );
+    // The functions carry them too (Lambda's own tags, for cost reports by function).
+    for function in FUNCTIONS.iter().chain([&STARTER, &API]) {
+        let f_tags = &resource(&t, &lambda_id(function))["Properties"]["Tags"];
+        assert!(
+            as_list(f_tags)
+                .iter()
+                .any(|tag| tag == &json!({"Key": "project", "Value": "covid-etl"})),
+            "{function}: tags {f_tags}"
+        );
+    }
+}
+
+#[test]
+fn the_deploy_docs_name_every_function_alarm_queue_and_output() {
+    let Some(t) = template() else { return };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/DEPLOY.md");
+    let docs = std::fs::read_to_string(&path).expect("read docs/DEPLOY.md");
+    let prefix = format!("covid-etl-{}-", expected_stage());
+    let mut names: Vec<String> = FUNCTIONS
+        .iter()
+        .chain([&STARTER, &API])
+        .map(|f| format!("-{}", crate_name(f)))
+        .collect();
+    for (id, r) in resources(&t) {
+        let p = &r["Properties"];
+        let name = match r["Type"].as_str() {
+            Some("AWS::CloudWatch::Alarm") => &p["AlarmName"],
+            Some("AWS::SQS::Queue") => &p["QueueName"],
+            Some("AWS::SNS::Topic") => &p["TopicName"],
+            Some("AWS::Events::Rule") => &p["Name"],
+            _ => continue,
+        };
+        // The plugin's three execution alarms have generated names.
+        if let Some(name) = name.as_str() {
+            let suffix = name
+                .strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("{id}: {name} does not start with {prefix}"));
+            names.push(format!("-{suffix}"));
+        }
+    }
+    // The outputs an operator uses (the framework adds one per function version besides).
+    for output in [
+        "DashboardUrl",
+        "EtlStateMachineArn",
+        "TableName",
+        "AlertTopicArn",
+        "OpsTopicArn",
+    ] {
+        assert!(t["Outputs"][output].is_object(), "output {output}");
+        names.push(output.to_owned());
+    }
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !docs.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/DEPLOY.md does not name {missing:?}"
+    );
+    let count = format!("{} lambda functions", number_word(FUNCTIONS.len() + 2));
+    assert!(
+        docs.to_lowercase().contains(&count),
+        "docs/DEPLOY.md says \"{count}\""
+    );
+}
+
+fn number_word(n: usize) -> &'static str {
+    [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ][n]
 }

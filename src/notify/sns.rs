@@ -1,9 +1,10 @@
 //! Delivers notifications to an SNS topic.
 //!
 //! The subject and message are the ones [`crate::steps::compose`] built (the subject already
-//! fits SNS's rules); every entry of [`Notification::attributes`] (`status`, `failedState`)
-//! becomes a `String` message attribute, so subscriptions can filter, e.g. with the policy
-//! `{"status": ["FAILED"]}`.
+//! fits SNS's rules); every entry of [`Notification::attributes`] (`status`, `failedState`,
+//! and `dryRun` on a dry run) becomes a `String` message attribute, so subscriptions can
+//! filter, e.g. with the policy `{"status": ["FAILED"]}`, or `{"dryRun": [{"exists": false}]}`
+//! (the deployed email subscription: no mail for the deploy's dry-run smoke test).
 
 use super::{Notification, Notifier};
 use crate::aws::sdk_error_text;
