@@ -160,3 +160,94 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
     }
     parts.join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of each variant that can leave a Lambda (`Execution` is the local engine's
+    /// own refusal, never a step's error).
+    fn one_of_each() -> Vec<EtlError> {
+        let s = String::new;
+        vec![
+            EtlError::SourceUnavailable {
+                source_name: s(),
+                location: s(),
+                reason: s(),
+            },
+            EtlError::SourceRejected {
+                source_name: s(),
+                location: s(),
+                reason: s(),
+            },
+            EtlError::SourceNotAllowed {
+                source_name: s(),
+                location: s(),
+                reason: s(),
+            },
+            EtlError::SchemaError {
+                source_name: s(),
+                reason: s(),
+            },
+            EtlError::DataQualityError {
+                source_name: s(),
+                line: 1,
+                column: s(),
+                value: s(),
+                reason: s(),
+            },
+            EtlError::NoOverlap(s()),
+            EtlError::StoreThrottled(s()),
+            EtlError::LoadIncomplete(s()),
+            EtlError::LoadInProgress(s()),
+            EtlError::StoreError(s()),
+            EtlError::NotifyError(s()),
+            EtlError::InvalidInput(s()),
+            EtlError::ConfigError {
+                variable: "X",
+                value: s(),
+                reason: s(),
+            },
+        ]
+    }
+
+    /// Every Retry list of a Lambda Task in the deployed definition names exactly our
+    /// transient errors (beside the Lambda service's own), so `is_transient()` says what
+    /// the state machine really does.
+    #[test]
+    fn the_definitions_retry_lists_are_exactly_the_transient_errors() {
+        let definition: serde_json::Value =
+            serde_json::from_str(include_str!("../statemachine/etl.asl.json")).unwrap();
+        let ours: std::collections::BTreeSet<_> =
+            one_of_each().iter().map(EtlError::name).collect();
+        let transient: std::collections::BTreeSet<_> = one_of_each()
+            .iter()
+            .filter(|e| e.is_transient())
+            .map(EtlError::name)
+            .collect();
+        let mut lists = 0;
+        let mut stack = vec![&definition["States"]];
+        while let Some(states) = stack.pop() {
+            for state in states.as_object().unwrap().values() {
+                for branch in state["Branches"].as_array().into_iter().flatten() {
+                    stack.push(&branch["States"]);
+                }
+                if state["Resource"].get("Fn::GetAtt").is_none() {
+                    continue; // not one of our Lambdas (the sns:publish fallback)
+                }
+                for retrier in state["Retry"].as_array().into_iter().flatten() {
+                    let names: std::collections::BTreeSet<_> = retrier["ErrorEquals"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|n| n.as_str().unwrap())
+                        .filter(|n| ours.contains(n))
+                        .collect();
+                    assert_eq!(names, transient, "{state}");
+                    lists += 1;
+                }
+            }
+        }
+        assert!(lists >= 7, "only {lists} Retry lists found");
+    }
+}
