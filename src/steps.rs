@@ -352,8 +352,9 @@ pub async fn status_change(
 pub enum Committed {
     /// Not a failure: the request itself says what was loaded.
     NotAsked,
-    /// The store's last load is this execution's (finished, or cut short mid-way).
-    Load(LoadMarker),
+    /// The store's last load is this execution's (finished, or cut short mid-way). Boxed: the
+    /// marker carries both sources' fingerprints, much larger than the other variants.
+    Load(Box<LoadMarker>),
     /// The last load is another execution's, or none ever ran.
     Nothing,
     /// The marker could not be read.
@@ -364,7 +365,7 @@ impl Committed {
     pub async fn read(store: &dyn Store, execution_id: &str) -> Self {
         match store.marker().await {
             Ok(Some(m)) if !execution_id.is_empty() && m.execution_id == execution_id => {
-                Self::Load(m)
+                Self::Load(Box::new(m))
             }
             Ok(_) => Self::Nothing,
             Err(e) => Self::Unknown(e.to_string()),
@@ -727,7 +728,7 @@ mod tests {
             }),
         };
         let marker = |state| {
-            Committed::Load(LoadMarker {
+            Committed::Load(Box::new(LoadMarker {
                 execution_id: "arn:x".into(),
                 state,
                 fingerprints: Fingerprints::default(),
@@ -736,7 +737,7 @@ mod tests {
                     updated: 116,
                     unchanged: 3,
                 },
-            })
+            }))
         };
         let says = |state: &str, committed: &Committed| compose(&failed_in(state), committed);
         let done = says("NotifySuccess", &marker(MarkerState::Loaded));

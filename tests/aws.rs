@@ -475,17 +475,9 @@ async fn executing_moto() -> Option<Moto> {
     Some(moto)
 }
 
-#[tokio::test]
-async fn deployed_definition_routes_a_successful_run_through_every_state() {
-    let Some(moto) = executing_moto().await else {
-        return;
-    };
-    let config = moto.sdk_config().await;
-    let client = aws_sdk_sfn::Client::new(&config);
-    let topic = create_topic(&config, "alerts").await;
-    let machine = create_state_machine(&config, "covid-etl", &topic).await;
-
-    // The Lambda results are what the real functions return for the fixtures.
+/// What the real extract, merge and diff-and-load functions return for the fixtures (into an
+/// empty table): the results moto's simulated Lambda is given to return.
+async fn fixture_step_results() -> (Extract2, Merged, LoadReport) {
     let (nyt, jhu) = (fixture("nyt/us.csv"), fixture("jhu/combined.csv"));
     let ((n, j), merged) = extract_and_merge(&nyt, &jhu).await;
     let load = steps::diff_and_load(
@@ -498,6 +490,21 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
     )
     .await
     .unwrap();
+    ((n, j), merged, load)
+}
+
+#[tokio::test]
+async fn deployed_definition_routes_a_successful_run_through_every_state() {
+    let Some(moto) = executing_moto().await else {
+        return;
+    };
+    let config = moto.sdk_config().await;
+    let client = aws_sdk_sfn::Client::new(&config);
+    let topic = create_topic(&config, "alerts").await;
+    let machine = create_state_machine(&config, "covid-etl", &topic).await;
+
+    // The Lambda results are what the real functions return for the fixtures.
+    let ((n, j), merged, load) = fixture_step_results().await;
     let notify_request = NotifyRequest {
         status: RunOutcome::Succeeded,
         execution_id: String::new(),
@@ -610,18 +617,7 @@ async fn deployed_definition_falls_back_to_a_direct_sns_publish() {
     // NotifySuccess and then NotifyFailure fail that way, so the run must reach
     // PublishFailureDirect. (A failing work step is not caught: it ends the execution in
     // that step, for redrive, and the status-change rule reports it.)
-    let (nyt, jhu) = (fixture("nyt/us.csv"), fixture("jhu/combined.csv"));
-    let ((n, j), merged) = extract_and_merge(&nyt, &jhu).await;
-    let load = steps::diff_and_load(
-        LoadRequest {
-            merged: merged.clone(),
-            options: RunOptions::default(),
-            execution_id: String::new(),
-        },
-        &MemoryStore::default(),
-    )
-    .await
-    .unwrap();
+    let ((n, j), merged, load) = fixture_step_results().await;
     let too_big = json!({"padding": "x".repeat(6_100_000)}).to_string();
     let results = [
         serde_json::to_string(&n).unwrap(),

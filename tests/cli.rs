@@ -1,7 +1,6 @@
 //! The `covid-etl` binary end to end on fixtures: runs, reruns, failures, redrive, export,
 //! and sources served by a faulty HTTP server on 127.0.0.1.
 
-use assert_cmd::Command;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -10,19 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn cli(db: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("covid-etl").unwrap();
-    cmd.env("COVID_ETL_DB", db).env_remove("RUST_LOG");
-    cmd
-}
+#[path = "common/cli.rs"]
+mod common_cli;
+use common_cli::{cli, fixture};
 
 fn run_json(db: &Path, args: &[&str]) -> (Value, i32) {
     run_json_with(db, &[], args)

@@ -3,7 +3,6 @@
 //! execution input's keys, and the local server under a flood of half-open connections.
 //! Only fixtures, files written here and servers on 127.0.0.1.
 
-use assert_cmd::Command;
 use covid_etl::extract::{self, HttpConfig, Location, SourceKind, SourcePolicy, jhu, nyt};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,19 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn cli(db: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("covid-etl").unwrap();
-    cmd.env("COVID_ETL_DB", db).env_remove("RUST_LOG");
-    cmd
-}
+#[path = "common/cli.rs"]
+mod common_cli;
+use common_cli::{cli, fixture};
 
 /// `covid-etl run --json ARGS` with extra environment variables: its JSON, exit code and
 /// everything it printed.

@@ -597,6 +597,16 @@ fn production_machine() -> Value {
     })
 }
 
+/// The production shape with the Parallel's failures left uncaught, as our definition has them.
+fn production_machine_without_catch() -> Value {
+    let mut definition = production_machine();
+    definition["States"]["ExtractAll"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Catch");
+    definition
+}
+
 #[tokio::test]
 async fn parallel_success_collects_branch_outputs_in_order() {
     let h = Harness::new(
@@ -684,11 +694,7 @@ async fn failing_branch_cancels_sibling_and_catch_chain_reaches_fallback() {
 
 #[tokio::test]
 async fn uncaught_branch_failure_reports_innermost_state() {
-    let mut definition = production_machine();
-    definition["States"]["ExtractAll"]
-        .as_object_mut()
-        .unwrap()
-        .remove("Catch");
+    let definition = production_machine_without_catch();
     let h = Harness::new(
         definition,
         &[
@@ -709,11 +715,7 @@ async fn uncaught_branch_failure_reports_innermost_state() {
 /// aborted": the branch that succeeded keeps its output from the last attempt.
 #[tokio::test]
 async fn a_redriven_parallel_reruns_only_the_failed_branch() {
-    let mut definition = production_machine();
-    definition["States"]["ExtractAll"]
-        .as_object_mut()
-        .unwrap()
-        .remove("Catch");
+    let definition = production_machine_without_catch();
     let h = Harness::new(
         definition.clone(),
         &[
