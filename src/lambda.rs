@@ -20,7 +20,8 @@ pub fn init_tracing() {
 }
 
 /// Runs `step` for every event. Errors reach Step Functions with their stable name as
-/// `errorType`, which the state machine's Retry and Catch match.
+/// `errorType`, which the state machine's Retry and Catch match — an event of the wrong shape
+/// too (see [`request`]).
 pub async fn run<Req, Resp, F, Fut>(step: F) -> Result<(), lambda_runtime::Error>
 where
     Req: DeserializeOwned + Send + 'static,
@@ -30,8 +31,41 @@ where
 {
     init_tracing();
     let step = &step;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Req>| async move {
-        step(event.payload).await
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            step(request(event.payload)?).await
+        },
+    ))
     .await
+}
+
+/// The event as the step's request type. The runtime would deserialize it itself, but report
+/// a mismatch under its own Rust type name (`lambda_runtime::deserializer::DeserializeError`),
+/// which no Retry or Catch can name; this is `InvalidInput`, with the path of the field.
+fn request<Req: DeserializeOwned>(event: serde_json::Value) -> Result<Req, EtlError> {
+    serde_path_to_error::deserialize(event).map_err(|e| {
+        let what = std::any::type_name::<Req>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("event");
+        EtlError::InvalidInput(format!("{what} at {}: {}", e.path(), e.inner()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::ExtractRequest;
+
+    #[test]
+    fn an_event_of_the_wrong_shape_is_invalid_input_naming_the_field() {
+        let e = request::<ExtractRequest>(serde_json::json!({"options": {"nyt": 42}})).unwrap_err();
+        assert_eq!(e.name(), "InvalidInput");
+        assert_eq!(
+            e.to_string(),
+            "invalid input: ExtractRequest at options.nyt: invalid type: integer `42`, expected a string"
+        );
+        let ok = request::<ExtractRequest>(serde_json::json!({"options": {"nyt": "http://x"}}));
+        assert_eq!(ok.unwrap().options.nyt.as_deref(), Some("http://x"));
+    }
 }
