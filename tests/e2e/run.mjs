@@ -420,6 +420,8 @@ try {
 } finally {
   await sources.stop();
   await moto.stop();
+  // The unpacked binaries go; the functions' and moto's logs stay for a post-mortem.
+  fs.rmSync(path.join(work, "task"), { recursive: true, force: true });
 }
 const { largest, peakRssKiB } = measured;
 console.log(`measured: largest state payload ${largest.bytes} bytes (${largest.state} ${largest.what}, ${largest.input})`);
