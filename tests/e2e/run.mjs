@@ -23,6 +23,7 @@ import { LambdaFunction } from "./lambda-runtime.mjs";
 import { Moto, REGION } from "./moto.mjs";
 import { expectedSeries, seriesOf, SourceServer } from "./sources.mjs";
 import { Stack, unpack } from "./stack.mjs";
+import { awsHistory, BAD_ENDINGS, HistoryServer, statusChangeEvent } from "./status-change.mjs";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const { values: opts } = parseArgs({
@@ -46,6 +47,7 @@ const stack = new Stack(opts.template);
 
 const moto = await Moto.start(process.env.MOTO_SERVER ?? path.join(ROOT, ".venv/bin/moto_server"), work);
 const sources = await new SourceServer().start();
+const histories = await new HistoryServer().start();
 const table = stack.tableRequest();
 await moto.dynamodb("CreateTable", table);
 const topicArn = await moto.createTopic(stack.topicName());
@@ -95,6 +97,8 @@ function environment(spec, change = (env) => env) {
     AWS_LAMBDA_INITIALIZATION_TYPE: "on-demand",
     ...spec.env,
     AWS_ENDPOINT_URL: moto.endpoint,
+    // Step Functions' GetExecutionHistory, for the notify function's status-change events.
+    AWS_ENDPOINT_URL_SFN: histories.endpoint,
     COVID_ETL_SOURCE_ALLOWLIST: sources.origin,
   });
 }
@@ -126,6 +130,7 @@ async function run(input, scenario = {}) {
   await moto.record();
   const before = seriesOf(await moto.scan(table.TableName));
   let result;
+  const startedAt = Date.now();
   try {
     result = await execute({
       definition,
@@ -135,10 +140,15 @@ async function run(input, scenario = {}) {
       functions,
       publish: (params) => moto.publish(params),
     });
+    result.invoked = Object.fromEntries(Object.entries(byId).map(([id, f]) => [id, [...f.invocations]]));
+    // The status-change rule: a bad ending reaches the notify function as EventBridge sends it.
+    if (BAD_ENDINGS.includes(result.status)) {
+      histories.put(result.executionArn, awsHistory(result.events, LAMBDA_TASKS));
+      result.statusChange = await byId.NotifyLambdaFunction.invoke(statusChangeEvent(result, name, startedAt));
+    }
   } finally {
     await Promise.all([...functions.values()].map((f) => f.shutdown()));
   }
-  result.invoked = Object.fromEntries(Object.entries(byId).map(([id, f]) => [id, f.invocations]));
   result.before = before;
   result.after = seriesOf(await moto.scan(table.TableName));
   result.batchWrites = await moto.countTarget("DynamoDB_20120810.BatchWriteItem");
@@ -190,17 +200,26 @@ function assertUnchanged(result) {
   assert.equal(result.batchWrites, 0, "BatchWriteItem requests");
 }
 
+/** A notification step failing: the definition's own failure branch, then its Fail state. */
 const FAILURE_PATH = (state, ...before) => [...before, `${state}Failed`, "NotifyFailure", "Failed"];
 const EXTRACT = ["Prepare", "Extract", "ExtractNyt", "ExtractJhu"];
 const LOAD = [...EXTRACT, "CheckForNewData", "Merge", "DiffAndLoad"];
 
-/** A failed execution whose failure message (subject and body) names `error`. */
+/**
+ * An execution that failed in a work step (no Catch: the execution ends in that step, so a
+ * redrive reruns it), reported through the status-change rule by the notify function: one
+ * message whose subject and body name the step (`failedState`, a string or a RegExp) and
+ * `error`.
+ */
 function assertFailure(result, failedState, error, causeText) {
   assert.equal(result.status, "FAILED");
   assert.equal(result.error.Error, error, `execution error (cause: ${result.error.Cause})`);
+  assert.ok(result.statusChange?.ok, `the status-change notification: ${JSON.stringify(result.statusChange)}`);
   const message = oneMessage(result, "FAILED");
-  assert.equal(message.MessageAttributes.failedState?.Value, failedState);
-  assert.match(message.Subject, new RegExp(`${failedState}.*${error.replace(".", "\\.")}`));
+  const state = message.MessageAttributes.failedState?.Value;
+  if (failedState instanceof RegExp) assert.match(state, failedState);
+  else assert.equal(state, failedState);
+  assert.match(message.Subject, new RegExp(`${state}.*${error.replace(".", "\\.")}`));
   assert.ok(message.Message.includes(`Error: ${error}`), message.Message);
   if (causeText) assert.ok(message.Message.includes(causeText), `cause ${causeText} in:\n${message.Message}`);
   return message;
@@ -254,8 +273,8 @@ const scenarios = [
     async () => {
       const bad = sources.file("/nyt/negative-count.csv", path.join(FIXTURES, "nyt/negative-count.csv"));
       const r = await run({ nyt: bad, jhu: jhuUrl });
-      assertPath(r, FAILURE_PATH("Extract", ...EXTRACT));
-      assertFailure(r, "Extract", "DataQualityError", 'nyt line 22 column "cases": "-88" is negative');
+      assertPath(r, EXTRACT);
+      assertFailure(r, "ExtractNyt", "DataQualityError", 'nyt line 22 column "cases": "-88" is negative');
       assertUnchanged(r);
     },
   ],
@@ -278,42 +297,44 @@ const scenarios = [
   [
     "the notify function failing: the direct sns:publish fallback delivers",
     async () => {
-      const bad = sources.file("/nyt/duplicate-date.csv", path.join(FIXTURES, "nyt/duplicate-date.csv"));
-      // The function publishes to a topic that does not exist: a real NotifyError.
+      // A dry run reaches NotifySuccess without writing; the function publishes to a topic
+      // that does not exist: a real NotifyError, and NotifyFailure fails the same way.
       const r = await run(
-        { nyt: bad, jhu: jhuUrl },
+        { nyt: nytUrl, jhu: jhuUrl, dryRun: true, fullReload: true },
         { env: { NotifyLambdaFunction: (env) => ({ ...env, TOPIC_ARN: `${topicArn}-deleted` }) } },
       );
-      assertPath(r, [...FAILURE_PATH("Extract", ...EXTRACT)].toSpliced(-1, 0, "PublishFailureDirect"));
+      assertPath(r, [...FAILURE_PATH("NotifySuccess", ...LOAD, "NotifySuccess")].toSpliced(-1, 0, "PublishFailureDirect"));
       assert.equal(r.invoked.NotifyLambdaFunction[0].outcome.errorType, "NotifyError");
       assert.equal(r.status, "FAILED");
-      assert.equal(r.error.Error, "DataQualityError");
+      assert.equal(r.error.Error, "NotifyError");
       const message = oneMessage(r, "FAILED");
-      assert.equal(message.Subject, "covid-etl FAILED in Extract");
-      assert.equal(message.MessageAttributes.failedState.Value, "Extract");
-      // The Cause as Step Functions passes it: the function's error document, escapes kept.
-      assert.ok(message.Message.endsWith(`: DataQualityError: ${r.error.Cause}`), message.Message);
-      assert.ok(message.Message.includes('column \\"date\\"'), message.Message);
+      assert.equal(message.Subject, "covid-etl FAILED in NotifySuccess");
+      assert.equal(message.MessageAttributes.failedState.Value, "NotifySuccess");
+      // The Cause as Step Functions passes it: the function's error document.
+      assert.ok(message.Message.endsWith(`: NotifyError: ${r.error.Cause}`), message.Message);
+      // The rule's notification sees the failure branch's Fail state: not reported twice.
+      assert.ok(r.statusChange.ok && r.statusChange.result === null, JSON.stringify(r.statusChange));
       assertUnchanged(r);
     },
   ],
   [
-    "a payload that fails to deserialize: InvalidInput, caught and notified",
+    "a payload that fails to deserialize: InvalidInput, the execution fails there and is notified",
     async () => {
       const r = await run({ nyt: 42, jhu: jhuUrl });
-      assertPath(r, FAILURE_PATH("Extract", ...EXTRACT));
-      assertFailure(r, "Extract", "InvalidInput", "options.nyt");
+      assertPath(r, EXTRACT);
+      // Both extracts read the same options: either may be the one that failed last.
+      assertFailure(r, /^Extract(Nyt|Jhu)$/, "InvalidInput", "options.nyt");
       assertUnchanged(r);
     },
   ],
   [
-    "a configuration error at start-up: the runtime's init failure, caught and notified",
+    "a configuration error at start-up: the runtime's init failure, notified",
     async () => {
       const r = await run(
         { nyt: nytUrl, jhu: jhuUrl, fullReload: true },
         { env: { DiffAndLoadLambdaFunction: ({ TABLE_NAME, ...env }) => env } },
       );
-      assertPath(r, FAILURE_PATH("DiffAndLoad", ...LOAD));
+      assertPath(r, LOAD);
       assertFailure(r, "DiffAndLoad", "Runtime.ExitError");
       assertUnchanged(r);
     },
@@ -323,19 +344,19 @@ const scenarios = [
     async () => {
       const stalled = sources.stall("/nyt/stalled.csv");
       const r = await run({ nyt: stalled, jhu: jhuUrl }, { scaled: ["ExtractNytLambdaFunction"] });
-      assertPath(r, FAILURE_PATH("Extract", ...EXTRACT));
-      assertFailure(r, "Extract", "Sandbox.Timedout", "Task timed out after 17.00 seconds");
+      assertPath(r, EXTRACT);
+      assertFailure(r, "ExtractNyt", "Sandbox.Timedout", "Task timed out after 17.00 seconds");
       assertUnchanged(r);
     },
   ],
   [
-    "an invocation that never answers: the Task's TimeoutSeconds (States.Timeout), caught and notified",
+    "an invocation that never answers: the Task's TimeoutSeconds (States.Timeout), notified",
     async () => {
       const r = await run(
         { nyt: nytUrl, jhu: jhuUrl, fullReload: true },
         { scaled: ["MergeLambdaFunction"], hold: ["MergeLambdaFunction"] },
       );
-      assertPath(r, FAILURE_PATH("Merge", ...EXTRACT, "CheckForNewData", "Merge"));
+      assertPath(r, [...EXTRACT, "CheckForNewData", "Merge"]);
       assertFailure(r, "Merge", "States.Timeout");
       assertUnchanged(r);
     },
@@ -419,6 +440,7 @@ try {
   }
 } finally {
   await sources.stop();
+  await histories.stop();
   await moto.stop();
   // The unpacked binaries go; the functions' and moto's logs stay for a post-mortem.
   fs.rmSync(path.join(work, "task"), { recursive: true, force: true });
