@@ -279,6 +279,21 @@ const scenarios = [
     },
   ],
   [
+    "a source override off the allowlist: SourceNotAllowed before any I/O, not retried",
+    async () => {
+      // The same server under another origin (localhost, not 127.0.0.1): not on the list
+      // the functions run with, so the real extract binary must refuse it unread.
+      const offList = nytUrl.replace("127.0.0.1", "localhost");
+      const served = sources.count("/nyt/us.csv");
+      const r = await run({ nyt: offList, jhu: jhuUrl });
+      assertPath(r, EXTRACT);
+      assertFailure(r, "ExtractNyt", "SourceNotAllowed", "localhost");
+      assert.equal(r.invoked.ExtractNytLambdaFunction.length, 1, "retried");
+      assert.equal(sources.count("/nyt/us.csv"), served, "the server saw the refused source's request");
+      assertUnchanged(r);
+    },
+  ],
+  [
     "a flaky source (503 once): retried, then loaded",
     async () => {
       const revised = path.join(FIXTURES, "nyt/us-revised.csv");
