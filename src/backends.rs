@@ -27,6 +27,11 @@ pub enum NotifyConfig {
     Outbox(PathBuf),
     /// An SNS topic.
     Sns { topic_arn: String },
+    /// No topic: a function that never notifies is deployed without `TOPIC_ARN` (each
+    /// function gets only the environment it reads). Publishing is refused as a
+    /// configuration error; the notify function requires the topic at start instead
+    /// ([`BackendConfig::require_topic`]).
+    Unset,
 }
 
 /// Everything [`Backends::build`] needs.
@@ -55,8 +60,8 @@ impl BackendConfig {
     }
 
     /// A Lambda's environment: `COVID_ETL_DB` selects the embedded database (running the
-    /// binaries locally); otherwise `TABLE_NAME` and `TOPIC_ARN` (set for every function)
-    /// select DynamoDB and SNS.
+    /// binaries locally); otherwise `TABLE_NAME` selects DynamoDB and `TOPIC_ARN`, where the
+    /// function has it, SNS.
     pub fn from_env() -> Result<Self> {
         if let Ok(path) = std::env::var("COVID_ETL_DB") {
             return Ok(Self::local(path));
@@ -65,11 +70,38 @@ impl BackendConfig {
             store: StoreConfig::DynamoDb {
                 table: required("TABLE_NAME")?,
             },
-            notify: NotifyConfig::Sns {
-                topic_arn: required("TOPIC_ARN")?,
-            },
+            notify: std::env::var("TOPIC_ARN").map_or(NotifyConfig::Unset, |topic_arn| {
+                NotifyConfig::Sns { topic_arn }
+            }),
             history: None,
             endpoint_url: None,
+        })
+    }
+
+    /// For a process whose job is to notify: no topic is an error at start, not at the
+    /// first message.
+    pub fn require_topic(self) -> Result<Self> {
+        match self.notify {
+            NotifyConfig::Unset => Err(EtlError::ConfigError {
+                variable: "TOPIC_ARN",
+                value: String::new(),
+                reason: "is not set: the notify function needs the topic".into(),
+            }),
+            _ => Ok(self),
+        }
+    }
+}
+
+/// The notifier of a process configured without a topic.
+struct NoTopic;
+
+#[async_trait::async_trait]
+impl Notifier for NoTopic {
+    async fn publish(&self, _: &crate::notify::Notification) -> Result<()> {
+        Err(EtlError::ConfigError {
+            variable: "TOPIC_ARN",
+            value: String::new(),
+            reason: "is not set: this function was deployed without a topic".into(),
         })
     }
 }
@@ -124,6 +156,7 @@ impl Backends {
                 &aws_config(endpoint).await,
                 topic_arn,
             )),
+            NotifyConfig::Unset => Arc::new(NoTopic),
         };
         let history = config.history.as_ref().map(&mut open).transpose()?;
         Ok(Self {

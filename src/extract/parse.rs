@@ -254,8 +254,12 @@ fn decreases(source_name: &str, records: &[DailyRecord]) -> Vec<String> {
             ("recovered", a.recovered, b.recovered),
         ];
         for (column, before, after) in columns {
+            // Recovered falling to 0 is JHU no longer reporting it, not a revision: the merge
+            // stores it as absent and says when reporting stopped.
+            let stopped = column == "recovered" && after == Some(0);
             if let (Some(before), Some(after)) = (before, after)
                 && after < before
+                && !stopped
             {
                 out.push(format!(
                     "{source_name} {column} fell from {before} on {} to {after} on {}",
@@ -981,6 +985,9 @@ mod tests {
             DailyRecord::new(d(3), 10, 5, Some(2)),
             DailyRecord::new(d(4), 9, 5, Some(1)),
             DailyRecord::new(d(5), 11, 6, None),
+            // Recovered at 0 after positive values: reporting stopped, no revision.
+            DailyRecord::new(d(6), 12, 7, Some(3)),
+            DailyRecord::new(d(7), 13, 8, Some(0)),
         ];
         assert_eq!(
             decreases("nyt", &recs),

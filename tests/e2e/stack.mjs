@@ -34,8 +34,11 @@ export class Stack {
     return { TableName, BillingMode, AttributeDefinitions, KeySchema };
   }
 
+  /** The pipeline's topic (the other one, OpsTopic, takes the alarms). */
   topicName() {
-    return this.only("AWS::SNS::Topic")[1].Properties.TopicName;
+    const topic = this.resources.AlertTopic;
+    if (topic?.Type !== "AWS::SNS::Topic") throw new Error("no AlertTopic in the template");
+    return topic.Properties.TopicName;
   }
 
   /**

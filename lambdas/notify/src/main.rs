@@ -1,6 +1,6 @@
 //! The notify states (success, no new data, failure) and the EventBridge rule for executions
 //! that ended where no Catch could see them (timed out, aborted).
-use covid_etl::backends::Backends;
+use covid_etl::backends::{BackendConfig, Backends};
 use covid_etl::config::{Config, Role};
 use covid_etl::payload::NotifyEvent;
 use covid_etl::{aws, lambda, steps};
@@ -8,7 +8,7 @@ use covid_etl::{aws, lambda, steps};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = Config::from_env(Role::Lambda)?.notify;
-    let backends = Backends::from_env().await?;
+    let backends = Backends::build(&BackendConfig::from_env()?.require_topic()?).await?;
     let sfn = aws_sdk_sfn::Client::new(aws::default_config().await);
     lambda::run(move |event: NotifyEvent| {
         let (b, sfn) = (backends.clone(), sfn.clone());
