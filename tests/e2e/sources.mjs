@@ -102,10 +102,18 @@ export function readCsv(file) {
  * the country-level US rows of JHU (absent when empty). Sorted by date.
  */
 export function expectedSeries(nytFile, jhuFile) {
+  // JHU stopped counting US recoveries on 2020-12-14 and wrote 0 from then on: a Recovered of
+  // 0 after positive values is "not reported", stored as absent.
+  let reported = false;
   const jhu = new Map(
     readCsv(jhuFile)
       .filter((r) => r["Country/Region"] === "US" && !r["Province/State"])
-      .map((r) => [r.Date, r.Recovered]),
+      .sort((a, b) => a.Date.localeCompare(b.Date))
+      .map((r) => {
+        const stopped = reported && r.Recovered !== "" && Number(r.Recovered) === 0;
+        if (r.Recovered !== "" && Number(r.Recovered) > 0) reported = true;
+        return [r.Date, stopped ? "" : r.Recovered];
+      }),
   );
   return readCsv(nytFile)
     .filter((r) => jhu.has(r.date))
