@@ -18,6 +18,10 @@ echo "=== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "=== deployment checks"
 COVID_ETL_SKIP_SETUP=1 bash tests/deploy/check.sh
+# Kept for cargo test below (the template and serverless-state.json beside it): packaging
+# again (tests/e2e) empties .serverless/.
+rm -rf target/ci-package && cp -r .serverless target/ci-package
+ci_template="$PWD/target/ci-package/cloudformation-template-update-stack.json"
 echo "=== browser test (dashboard in headless Chromium)"
 cargo build --workspace --locked
 browser_log="$(mktemp)"
@@ -29,11 +33,11 @@ bash tests/e2e/run.sh 2>&1 | tee "$e2e_log"
 e2e_status=${PIPESTATUS[0]}
 set -e
 echo "=== cargo test"
-# The deployment test reads the template that check.sh just compiled (stage ci).
+# The deployment test reads the template that check.sh compiled (stage ci).
 log="$(mktemp)"
 trap 'rm -f "$log" "$browser_log" "$e2e_log"' EXIT
 set +e
-COVID_ETL_TEMPLATE="$PWD/.serverless/cloudformation-template-update-stack.json" \
+COVID_ETL_TEMPLATE="$ci_template" \
 COVID_ETL_ARTIFACT_DIR="$PWD/target/placeholder-lambda" \
 COVID_ETL_EXPECT_STAGE=ci COVID_ETL_EXPECT_ARCH="${ARCH:-arm64}" \
   cargo test --workspace --locked 2>&1 | tee "$log"

@@ -172,9 +172,8 @@ fn a_bad_source_fails_at_its_state_notifies_and_redrive_resumes_after_the_fix() 
         redriven["load"],
         serde_json::json!({"inserted": 0, "updated": 2, "unchanged": 58})
     );
-    // As RedriveExecution, the redrive reran the Parallel's branches that failed or were
-    // aborted: ExtractJhu was cut short when ExtractNyt failed, so both ran again. (The
-    // engine's tests show a branch that had succeeded keeping its output.)
+    // As RedriveExecution, the redrive reran only the Parallel's branches that failed or were
+    // aborted: ExtractJhu runs again only if ExtractNyt's failure cut it short.
     let jhu: Vec<_> = redriven["steps"]
         .as_array()
         .unwrap()
@@ -182,7 +181,10 @@ fn a_bad_source_fails_at_its_state_notifies_and_redrive_resumes_after_the_fix() 
         .filter(|s| s["name"] == "ExtractJhu")
         .map(|s| s["status"].as_str().unwrap())
         .collect();
-    assert_eq!(jhu, ["ABORTED", "SUCCEEDED"], "{redriven}");
+    assert!(
+        jhu == ["SUCCEEDED"] || jhu == ["ABORTED", "SUCCEEDED"],
+        "{jhu:?}: {redriven}"
+    );
 
     // The first run and the redrive are shown apart, each with its steps; the redrive's
     // outcome and the executions list's redrive column say it was redriven.
