@@ -475,6 +475,16 @@ async fn executing_moto() -> Option<Moto> {
     Some(moto)
 }
 
+/// The real definition created on a moto that executes state machines, with its topic.
+async fn deployed_machine() -> Option<(Moto, aws_sdk_sfn::Client, String, String)> {
+    let moto = executing_moto().await?;
+    let config = moto.sdk_config().await;
+    let client = aws_sdk_sfn::Client::new(&config);
+    let topic = create_topic(&config, "alerts").await;
+    let machine = create_state_machine(&config, "covid-etl", &topic).await;
+    Some((moto, client, topic, machine))
+}
+
 /// What the real extract, merge and diff-and-load functions return for the fixtures (into an
 /// empty table): the results moto's simulated Lambda is given to return.
 async fn fixture_step_results() -> (Extract2, Merged, LoadReport) {
@@ -495,13 +505,9 @@ async fn fixture_step_results() -> (Extract2, Merged, LoadReport) {
 
 #[tokio::test]
 async fn deployed_definition_routes_a_successful_run_through_every_state() {
-    let Some(moto) = executing_moto().await else {
+    let Some((moto, client, topic, machine)) = deployed_machine().await else {
         return;
     };
-    let config = moto.sdk_config().await;
-    let client = aws_sdk_sfn::Client::new(&config);
-    let topic = create_topic(&config, "alerts").await;
-    let machine = create_state_machine(&config, "covid-etl", &topic).await;
 
     // The Lambda results are what the real functions return for the fixtures.
     let ((n, j), merged, load) = fixture_step_results().await;
@@ -604,13 +610,9 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
 
 #[tokio::test]
 async fn deployed_definition_falls_back_to_a_direct_sns_publish() {
-    let Some(moto) = executing_moto().await else {
+    let Some((moto, client, topic, machine)) = deployed_machine().await else {
         return;
     };
-    let config = moto.sdk_config().await;
-    let client = aws_sdk_sfn::Client::new(&config);
-    let topic = create_topic(&config, "alerts").await;
-    let machine = create_state_machine(&config, "covid-etl", &topic).await;
 
     // moto's simulated Lambda can only fail one way: a result over Lambda's 6 MB limit is
     // turned into a `Function.ResponseSizeTooLarge` function error. The work steps succeed;

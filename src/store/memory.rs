@@ -52,13 +52,7 @@ impl Store for MemoryStore {
         }
         rows.extend(plan.writes.iter().map(|r| (r.date, *r)));
         *marker = Some(load.marker(&plan, MarkerState::Loaded));
-        Ok(Applied {
-            plan,
-            cost: WriteReport {
-                requests: 1,
-                write_units: 0,
-            },
-        })
+        Ok(Applied::in_one_transaction(plan))
     }
 
     async fn marker(&self) -> Result<Option<LoadMarker>> {

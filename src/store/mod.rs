@@ -81,6 +81,19 @@ pub struct Applied {
     pub cost: WriteReport,
 }
 
+impl Applied {
+    /// A load applied in one local transaction: one request, no capacity units.
+    pub fn in_one_transaction(plan: LoadPlan) -> Self {
+        Self {
+            plan,
+            cost: WriteReport {
+                requests: 1,
+                write_units: 0,
+            },
+        }
+    }
+}
+
 /// Which sources the store's last load applied, and by which execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -243,13 +243,7 @@ impl Store for SqliteDb {
                 EtlError::StoreThrottled(m) => EtlError::LoadInProgress(m),
                 other => other,
             })?;
-        Ok(Applied {
-            plan,
-            cost: WriteReport {
-                requests: 1,
-                write_units: 0,
-            },
-        })
+        Ok(Applied::in_one_transaction(plan))
     }
 
     async fn marker(&self) -> Result<Option<LoadMarker>> {
