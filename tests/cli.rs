@@ -2,7 +2,7 @@
 //! and sources served by a faulty HTTP server on 127.0.0.1.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{cli, fixture};
+use common_cli::{cli, fixture, source_server};
 
 fn run_json(db: &Path, args: &[&str]) -> (Value, i32) {
     run_json_with(db, &[], args)
@@ -290,46 +290,25 @@ enum Reply {
 
 /// Serves `body` according to `plan` (the last entry repeats); counts requests.
 fn serve(body: Vec<u8>, plan: Vec<Reply>) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/us.csv", listener.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            let reply = plan[n.min(plan.len() - 1)];
-            let body = body.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let (mut line, mut request) = (String::new(), String::new());
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    request.push_str(&line.to_ascii_lowercase());
-                    line.clear();
-                }
-                match reply {
-                    Reply::Error500 => {
-                        let _ = stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                    }
-                    Reply::Stall => std::thread::sleep(Duration::from_secs(10)),
-                    Reply::ServeWithEtag if request.contains("if-none-match: \"v1\"") => {
-                        let _ = stream.write_all(
-                            b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\nconnection: close\r\n\r\n",
-                        );
-                    }
-                    Reply::Serve | Reply::ServeWithEtag => {
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\netag: \"v1\"\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                            body.len()
-                        );
-                        let _ = stream.write_all(head.as_bytes());
-                        let _ = stream.write_all(&body);
-                    }
-                }
-            });
+    source_server(plan, move |reply, request, stream| match reply {
+        Reply::Error500 => {
+            let _ = stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         }
-    });
-    (url, count)
+        Reply::Stall => std::thread::sleep(Duration::from_secs(10)),
+        Reply::ServeWithEtag if request.contains("if-none-match: \"v1\"") => {
+            let _ = stream.write_all(
+                b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\nconnection: close\r\n\r\n",
+            );
+        }
+        Reply::Serve | Reply::ServeWithEtag => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\netag: \"v1\"\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    })
 }
 
 #[test]

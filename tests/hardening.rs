@@ -6,7 +6,7 @@
 use covid_etl::extract::{self, HttpConfig, Location, SourceKind, SourcePolicy, jhu, nyt};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{cli, fixture};
+use common_cli::{cli, fixture, source_server};
 
 /// `covid-etl run --json ARGS` with extra environment variables: its JSON, exit code and
 /// everything it printed.
@@ -374,40 +374,25 @@ enum Reply {
 
 /// A server on 127.0.0.1 giving `replies` in turn (the last repeats); counts requests.
 fn serve(replies: Vec<Reply>) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/us.csv", listener.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            let reply = replies[n.min(replies.len() - 1)].clone();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let _ = match reply {
-                Reply::Body(body) => stream
-                    .write_all(
-                        format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .as_bytes(),
-                    )
-                    .and_then(|()| stream.write_all(&body)),
-                Reply::Redirect(to) => stream.write_all(
+    source_server(replies, |reply, _, stream| {
+        let _ = match reply {
+            Reply::Body(body) => stream
+                .write_all(
                     format!(
-                        "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
                     )
                     .as_bytes(),
-                ),
-            };
-        }
-    });
-    (url, count)
+                )
+                .and_then(|()| stream.write_all(&body)),
+            Reply::Redirect(to) => stream.write_all(
+                format!(
+                    "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+        };
+    })
 }
 
 fn origin(url: &str) -> String {
