@@ -18,7 +18,8 @@ import zipfile
 
 ZIP_DIR = sys.argv[1] if len(sys.argv) > 1 else "target/lambda"
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-FUNCTIONS = ["extract-nyt", "extract-jhu", "merge", "diff-and-load", "notify", "start-daily", "api"]
+# One crate per function under lambdas/ (src/functions.rs is the list).
+FUNCTIONS = sorted(os.listdir(os.path.join(os.path.dirname(__file__), "..", "lambdas")))
 
 asked = threading.Event()
 asked_at = [0.0]

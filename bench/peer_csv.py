@@ -2,7 +2,8 @@
 
 usage: python peer_csv.py NYT_CSV JHU_CSV OUT_CSV
 Writes the merged rows (date,cases,deaths,recovered) sorted by date; recovered is empty
-when JHU did not report it.
+when JHU did not report it: an empty field, or a 0 after an earlier date had a positive
+Recovered (JHU stopped counting US recoveries on 2020-12-14 and wrote 0 from then on).
 """
 import csv
 import sys
@@ -13,7 +14,16 @@ def main(nyt_path, jhu_path, out_path):
         rows = csv.reader(f)
         header = next(rows)
         d, c, p, r = (header.index(n) for n in ("Date", "Country/Region", "Province/State", "Recovered"))
-        recovered = {row[d]: row[r] for row in rows if row[c] == "US" and row[p] == ""}
+        us = sorted((row[d], row[r]) for row in rows if row[c] == "US" and row[p] == "")
+    recovered = {}
+    counting = False  # has an earlier date had a positive Recovered?
+    for date, rec in us:
+        if rec:
+            n = int(rec)
+            if n == 0 and counting:
+                rec = ""
+            counting = counting or n > 0
+        recovered[date] = rec
     out = []
     with open(nyt_path, newline="") as f:
         rows = csv.reader(f)

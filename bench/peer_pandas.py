@@ -1,6 +1,8 @@
 """Peer: pandas. read_csv, boolean filter, join on date.
 
 usage: python peer_pandas.py NYT_CSV JHU_CSV OUT_CSV
+A JHU Recovered of 0 after an earlier positive one is "not reported" (JHU stopped counting
+US recoveries on 2020-12-14 and wrote 0 from then on) and written empty, like a missing one.
 """
 import sys
 
@@ -17,7 +19,10 @@ def main(nyt_path, jhu_path, out_path):
         na_values={"Recovered": [""]},
     )
     us = jhu[(jhu["Country/Region"] == "US") & (jhu["Province/State"] == "")]
-    us = us.set_index("Date")[["Recovered"]].rename(columns={"Recovered": "recovered"})
+    rec = us.set_index("Date")["Recovered"].sort_index()
+    # The running max (NA skipped) is positive once any date so far had a positive count.
+    rec = rec.mask(rec.eq(0) & rec.cummax().gt(0))
+    us = rec.rename("recovered").to_frame()
     merged = nyt.set_index("date").join(us, how="inner").sort_index()
     merged.index.name = "date"
     merged.to_csv(out_path, lineterminator="\n")

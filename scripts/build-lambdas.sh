@@ -18,7 +18,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-LAMBDAS=(extract-nyt extract-jhu merge diff-and-load notify start-daily api)
+# One crate per function under lambdas/ (the list is src/functions.rs; tests/registry.rs).
+mapfile -t LAMBDAS < <(cd lambdas && ls)
 ARCH="${ARCH:-arm64}"
 LAMBDA_DIR="target/lambda"
 

@@ -7,7 +7,9 @@
 use crate::error::{EtlError, Result};
 use crate::ledger::RunLedger;
 use crate::notify::{Notifier, SnsNotifier};
-use crate::store::{DynamoStore, SqliteDb, Store};
+#[cfg(feature = "sqlite")]
+use crate::store::SqliteDb;
+use crate::store::{DynamoStore, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -120,50 +122,48 @@ pub struct Backends {
     /// Where the failure branch's direct `sns:publish` goes (on AWS, the same topic).
     pub fallback: Arc<dyn Notifier>,
     /// The local engine's executions and history, when configured.
+    #[cfg(feature = "sqlite")]
     pub history: Option<SqliteDb>,
 }
 
 impl Backends {
     /// Opens each backend once; one file shared by several roles is opened once.
     pub async fn build(config: &BackendConfig) -> Result<Self> {
-        let mut sqlite: Option<(PathBuf, SqliteDb)> = None;
-        let mut open = |path: &PathBuf| -> Result<SqliteDb> {
-            match &sqlite {
-                Some((p, db)) if p == path => Ok(db.clone()),
-                _ => {
-                    let db = SqliteDb::open(path).map_err(|e| {
-                        EtlError::StoreError(format!("cannot open {}: {e}", path.display()))
-                    })?;
-                    sqlite = Some((path.clone(), db.clone()));
-                    Ok(db)
-                }
-            }
-        };
+        #[cfg(feature = "sqlite")]
+        let mut files = SqliteFiles::default();
         let endpoint = config.endpoint_url.as_deref();
         let (store, ledger): (Arc<dyn Store>, Arc<dyn RunLedger>) = match &config.store {
+            #[cfg(feature = "sqlite")]
             StoreConfig::Sqlite(path) => {
-                let db = Arc::new(open(path)?);
+                let db = Arc::new(files.open(path)?);
                 (db.clone(), db)
             }
+            #[cfg(not(feature = "sqlite"))]
+            StoreConfig::Sqlite(path) => return Err(no_database(path)),
             StoreConfig::DynamoDb { table } => {
                 let dynamo = Arc::new(DynamoStore::from_conf(&aws_config(endpoint).await, table));
                 (dynamo.clone(), dynamo)
             }
         };
         let notifier: Arc<dyn Notifier> = match &config.notify {
-            NotifyConfig::Outbox(path) => Arc::new(open(path)?),
+            #[cfg(feature = "sqlite")]
+            NotifyConfig::Outbox(path) => Arc::new(files.open(path)?),
+            #[cfg(not(feature = "sqlite"))]
+            NotifyConfig::Outbox(path) => return Err(no_database(path)),
             NotifyConfig::Sns { topic_arn } => Arc::new(SnsNotifier::from_conf(
                 &aws_config(endpoint).await,
                 topic_arn,
             )),
             NotifyConfig::Unset => Arc::new(NoTopic),
         };
-        let history = config.history.as_ref().map(&mut open).transpose()?;
+        #[cfg(feature = "sqlite")]
+        let history = config.history.as_ref().map(|p| files.open(p)).transpose()?;
         Ok(Self {
             store,
             ledger,
             fallback: notifier.clone(),
             notifier,
+            #[cfg(feature = "sqlite")]
             history,
         })
     }
@@ -171,6 +171,40 @@ impl Backends {
     /// [`BackendConfig::from_env`], built: what a Lambda binary starts with.
     pub async fn from_env() -> Result<Self> {
         Self::build(&BackendConfig::from_env()?).await
+    }
+}
+
+/// The embedded database files of one process: a file that plays several roles (series,
+/// outbox, history) is opened once.
+#[cfg(feature = "sqlite")]
+#[derive(Default)]
+struct SqliteFiles {
+    opened: Option<(PathBuf, SqliteDb)>,
+}
+
+#[cfg(feature = "sqlite")]
+impl SqliteFiles {
+    fn open(&mut self, path: &PathBuf) -> Result<SqliteDb> {
+        match &self.opened {
+            Some((p, db)) if p == path => Ok(db.clone()),
+            _ => {
+                let db = SqliteDb::open(path).map_err(|e| {
+                    EtlError::StoreError(format!("cannot open {}: {e}", path.display()))
+                })?;
+                self.opened = Some((path.clone(), db.clone()));
+                Ok(db)
+            }
+        }
+    }
+}
+
+/// A build without the embedded database (every Lambda function) refuses a file.
+#[cfg(not(feature = "sqlite"))]
+fn no_database(path: &std::path::Path) -> EtlError {
+    EtlError::ConfigError {
+        variable: "COVID_ETL_DB",
+        value: path.display().to_string(),
+        reason: "this build has no embedded database (built without the `sqlite` feature)".into(),
     }
 }
 

@@ -117,6 +117,7 @@ impl EtlError {
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl From<rusqlite::Error> for EtlError {
     fn from(e: rusqlite::Error) -> Self {
         match e {

@@ -5,6 +5,7 @@
 
 use crate::diff::LoadCounts;
 use crate::error::Result;
+use crate::execution::ExecutionStatus;
 use crate::merge::Dropped;
 use crate::payload::Fingerprints;
 use async_trait::async_trait;
@@ -31,6 +32,17 @@ impl RunOutcome {
             Self::Failed => "FAILED",
             Self::TimedOut => "TIMED_OUT",
             Self::Aborted => "ABORTED",
+        }
+    }
+
+    /// The execution's status: the ledger records NO_NEW_DATA as its own outcome; Step
+    /// Functions calls it SUCCEEDED.
+    pub fn execution_status(self) -> ExecutionStatus {
+        match self {
+            Self::Succeeded | Self::NoNewData => ExecutionStatus::Succeeded,
+            Self::Failed => ExecutionStatus::Failed,
+            Self::TimedOut => ExecutionStatus::TimedOut,
+            Self::Aborted => ExecutionStatus::Aborted,
         }
     }
 }

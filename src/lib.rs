@@ -7,14 +7,16 @@
 //! state; the Lambda binaries and the local engine ([`engine`]) both call exactly those.
 //! The domain talks to the world only through [`store::Store`] and [`notify::Notifier`].
 
+#[cfg(feature = "api")]
 pub mod api;
 pub mod aws;
 pub mod backends;
 pub mod config;
 pub mod diff;
-pub mod engine;
 pub mod error;
+pub mod execution;
 pub mod extract;
+pub mod functions;
 pub mod lambda;
 pub mod ledger;
 pub mod merge;
@@ -25,7 +27,10 @@ pub mod report;
 pub mod schedule;
 pub mod steps;
 pub mod store;
+#[cfg(feature = "sqlite")]
 pub mod workflow;
 
+/// The ASL interpreter, its own crate (`crates/engine`): it knows nothing of the domain.
+pub use engine;
 pub use error::{EtlError, Result};
 pub use record::DailyRecord;

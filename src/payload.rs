@@ -206,7 +206,7 @@ pub struct StatusChangeEvent {
 pub struct StatusChangeDetail {
     pub execution_arn: String,
     pub name: String,
-    pub status: String,
+    pub status: crate::execution::ExecutionStatus,
     #[serde(default)]
     pub start_date: Option<i64>,
     #[serde(default)]

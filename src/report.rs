@@ -15,10 +15,7 @@ pub struct StepView {
     /// Task, Parallel, Pass, Choice, Succeed or Fail.
     #[serde(rename = "type")]
     pub state_type: String,
-    /// SUCCEEDED; CAUGHT (failed, and a Catch routed on); FAILED (the error ended the state
-    /// without an exit: the run or the enclosing branch failed); ABORTED (a sibling Parallel
-    /// branch failed first); RUNNING (the execution is still going).
-    pub status: String,
+    pub status: StepStatus,
     pub started_at: String,
     pub duration_ms: Option<i64>,
     /// Task attempts (1 when the first one succeeded).
@@ -26,6 +23,33 @@ pub struct StepView {
     pub error: Option<String>,
     pub cause: Option<String>,
     pub output: Option<String>,
+}
+
+/// How one step ended, as the execution tables show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StepStatus {
+    /// The execution is still in it.
+    Running,
+    Succeeded,
+    /// Failed, and a Catch routed on.
+    Caught,
+    /// The error ended the state without an exit: the run or the enclosing branch failed.
+    Failed,
+    /// A sibling Parallel branch failed first, or the execution stopped.
+    Aborted,
+}
+
+impl std::fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Caught => "CAUGHT",
+            Self::Failed => "FAILED",
+            Self::Aborted => "ABORTED",
+        })
+    }
 }
 
 /// Folds history events into steps, in the order the states were entered. `finished` says
@@ -45,7 +69,7 @@ pub fn steps(events: &[HistoryEvent], finished: bool) -> Vec<StepView> {
             let mut step = StepView {
                 name,
                 state_type: state_type.to_string(),
-                status: "RUNNING".into(),
+                status: StepStatus::Running,
                 started_at: event
                     .timestamp
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -56,7 +80,7 @@ pub fn steps(events: &[HistoryEvent], finished: bool) -> Vec<StepView> {
                 output: None,
             };
             if event.kind == EventKind::FailStateEntered {
-                step.status = "FAILED".into();
+                step.status = StepStatus::Failed;
                 step.duration_ms = Some(0);
             }
             steps.push(step);
@@ -69,21 +93,20 @@ pub fn steps(events: &[HistoryEvent], finished: bool) -> Vec<StepView> {
             EventKind::TaskFailed | EventKind::TaskTimedOut | EventKind::ParallelStateFailed => {
                 step.error = text(&event.details, "error");
                 step.cause = text(&event.details, "cause").map(|c| cause_message(&c));
-                step.status = "FAILED".into();
+                step.status = StepStatus::Failed;
             }
             EventKind::TaskSucceeded => {
-                step.status = "SUCCEEDED".into();
+                step.status = StepStatus::Succeeded;
                 step.error = None;
                 step.cause = None;
             }
             _ if kind.ends_with("StateExited") => {
                 // A state whose error a Catch handled still exits: it is "caught", not fine.
                 step.status = if step.error.is_some() {
-                    "CAUGHT"
+                    StepStatus::Caught
                 } else {
-                    "SUCCEEDED"
-                }
-                .into();
+                    StepStatus::Succeeded
+                };
                 step.duration_ms = Some((event.timestamp - entered_at[i]).num_milliseconds());
                 step.output = event.details.get("output").map(summarize);
             }
@@ -92,10 +115,10 @@ pub fn steps(events: &[HistoryEvent], finished: bool) -> Vec<StepView> {
     }
     // A failed step that never exited ends at its last event.
     for (i, step) in steps.iter_mut().enumerate() {
-        if finished && step.status == "RUNNING" {
-            step.status = "ABORTED".into();
+        if finished && step.status == StepStatus::Running {
+            step.status = StepStatus::Aborted;
         }
-        if step.duration_ms.is_none() && step.status == "FAILED" {
+        if step.duration_ms.is_none() && step.status == StepStatus::Failed {
             let last = events
                 .iter()
                 .filter(|e| {

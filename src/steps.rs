@@ -3,6 +3,7 @@
 
 use crate::diff;
 use crate::error::{EtlError, Result};
+use crate::execution::ExecutionStatus;
 use crate::extract::{self, HttpConfig, Location, SourceKind, SourcePolicy};
 use crate::ledger::{RunLedger, RunOutcome, RunRecord};
 use crate::merge::{self, DateSpan};
@@ -315,10 +316,10 @@ pub async fn status_change(
     settings: NotifySettings,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<NotifyOutcome> {
-    let status = match detail.status.as_str() {
-        "TIMED_OUT" => RunOutcome::TimedOut,
-        "ABORTED" => RunOutcome::Aborted,
-        "FAILED" if !last.reached_fail_state => RunOutcome::Failed,
+    let status = match detail.status {
+        ExecutionStatus::TimedOut => RunOutcome::TimedOut,
+        ExecutionStatus::Aborted => RunOutcome::Aborted,
+        ExecutionStatus::Failed if !last.reached_fail_state => RunOutcome::Failed,
         _ => return Ok(NotifyOutcome::AlreadyReported),
     };
     let started_at = detail
@@ -328,7 +329,7 @@ pub async fn status_change(
     let error = last
         .error
         .or(detail.error)
-        .unwrap_or_else(|| detail.status.clone());
+        .unwrap_or_else(|| detail.status.name().to_string());
     let cause = last.cause.or(detail.cause).unwrap_or_default();
     let request = NotifyRequest {
         status,
@@ -776,7 +777,7 @@ mod tests {
                 "arn:aws:states:eu-west-1:123456789012:execution:covid-etl-prod:daily-2026-11-23"
                     .into(),
             name: "daily-2026-11-23".into(),
-            status: status.into(),
+            status: status.parse().unwrap(),
             start_date: Some(1_795_420_800_000),
             error: None,
             cause: None,
@@ -819,7 +820,7 @@ mod tests {
         ), "{}", sent.message);
         assert!(sent.message.contains("Cause: Task timed out after 300 s"));
         let run = ledger
-            .run(&detail("x").execution_arn)
+            .run(&detail("FAILED").execution_arn)
             .await
             .unwrap()
             .unwrap();

@@ -3,15 +3,17 @@
 
 use crate::backends::Backends;
 use crate::engine::{
-    Clock, EventKind, ExecutionOutcome, ExecutionStatus, Executor, HistoryEvent, HistorySink,
-    Jitter, StateMachine, TaskContext, TaskError, TaskHandler,
+    Clock, EventKind, ExecutionOutcome, Executor, HistoryEvent, HistorySink, Jitter, StateMachine,
+    TaskContext, TaskError, TaskHandler,
 };
 use crate::error::{EtlError, Result};
+use crate::execution::{ExecutionRecord, ExecutionStatus};
 use crate::extract::SourceKind;
+use crate::functions::Step;
 use crate::notify::{Notification, subject_line};
 use crate::payload::{ErrorInfo, RunOptions};
 use crate::steps::{self, SourceConfig};
-use crate::store::{ExecutionRecord, HEARTBEAT_EVERY, HistoryWriter, SqliteDb};
+use crate::store::{HEARTBEAT_EVERY, HistoryWriter, SqliteDb};
 use serde_json::Value;
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -19,8 +21,6 @@ use tokio::sync::Notify;
 /// `statemachine/etl.asl.json`, compiled into the binary: the same file AWS runs.
 pub const DEFINITION: &str = include_str!("../statemachine/etl.asl.json");
 
-/// The Lambda functions the definition names in `{"Fn::GetAtt": [name, "Arn"]}`.
-const FUNCTIONS: [&str; 5] = ["ExtractNyt", "ExtractJhu", "Merge", "DiffAndLoad", "Notify"];
 const SNS_PUBLISH: &str = "arn:aws:states:::sns:publish";
 
 pub fn state_machine() -> Result<StateMachine> {
@@ -32,7 +32,8 @@ pub fn state_machine() -> Result<StateMachine> {
 /// What a Task resource of our definition means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resource {
-    Function(&'static str),
+    /// `{"Fn::GetAtt": [KEY, "Arn"]}`: a step's Lambda function.
+    Function(Step),
     SnsPublish,
 }
 
@@ -41,11 +42,8 @@ impl Resource {
         if resource.as_str() == Some(SNS_PUBLISH) {
             return Some(Self::SnsPublish);
         }
-        let name = resource.get("Fn::GetAtt")?.get(0)?.as_str()?;
-        FUNCTIONS
-            .iter()
-            .find(|f| **f == name)
-            .map(|f| Self::Function(f))
+        let key = resource.get("Fn::GetAtt")?.get(0)?.as_str()?;
+        Step::from_key(key).map(Self::Function)
     }
 }
 
@@ -69,7 +67,7 @@ impl TaskHandler for LocalTasks {
         _ctx: &TaskContext,
     ) -> std::result::Result<Value, TaskError> {
         let result = match Resource::parse(resource) {
-            Some(Resource::Function(name)) => self.function(name, input).await,
+            Some(Resource::Function(step)) => self.function(step, input).await,
             Some(Resource::SnsPublish) => self.sns_publish(input).await,
             None => Err(EtlError::InvalidInput(format!(
                 "unknown resource {resource}"
@@ -80,10 +78,10 @@ impl TaskHandler for LocalTasks {
 }
 
 impl LocalTasks {
-    async fn function(&self, name: &str, input: Value) -> Result<Value> {
-        match name {
-            "ExtractNyt" | "ExtractJhu" => {
-                let kind = if name == "ExtractNyt" {
+    async fn function(&self, step: Step, input: Value) -> Result<Value> {
+        match step {
+            Step::ExtractNyt | Step::ExtractJhu => {
+                let kind = if step == Step::ExtractNyt {
                     SourceKind::Nyt
                 } else {
                     SourceKind::Jhu
@@ -98,16 +96,16 @@ impl LocalTasks {
                     .await?,
                 )
             }
-            "Merge" => to_value(steps::merge(
+            Step::Merge => to_value(steps::merge(
                 steps::parse_payload(input)?,
                 &self.quality,
                 chrono::Utc::now().date_naive(),
             )?),
-            "DiffAndLoad" => to_value(
+            Step::DiffAndLoad => to_value(
                 steps::diff_and_load(steps::parse_payload(input)?, self.backends.store.as_ref())
                     .await?,
             ),
-            "Notify" => to_value(
+            Step::Notify => to_value(
                 steps::notify(
                     steps::parse_payload(input)?,
                     self.backends.notifier.as_ref(),
@@ -118,9 +116,6 @@ impl LocalTasks {
                 )
                 .await?,
             ),
-            other => Err(EtlError::InvalidInput(format!(
-                "no local handler for {other}"
-            ))),
         }
     }
 
@@ -333,13 +328,7 @@ impl LocalRunner<'_> {
         sink: Persisting<'_>,
     ) -> Result<()> {
         record.finished_at = Some(stamp(self.clock.now()));
-        record.status = match outcome.status {
-            ExecutionStatus::Succeeded => "SUCCEEDED",
-            ExecutionStatus::Failed => "FAILED",
-            ExecutionStatus::TimedOut => "TIMED_OUT",
-            ExecutionStatus::Aborted => "ABORTED",
-        }
-        .into();
+        record.status = outcome.status.into();
         record.output = outcome.output;
         record.error = outcome.error;
         record.cause = outcome.cause.as_deref().map(crate::payload::cause_message);
@@ -355,7 +344,7 @@ impl LocalRunner<'_> {
             return Err(e);
         }
         if matches!(
-            outcome.status,
+            record.status,
             ExecutionStatus::Failed | ExecutionStatus::TimedOut
         ) {
             self.report_failure(record).await?;
@@ -367,7 +356,7 @@ impl LocalRunner<'_> {
         let detail = crate::payload::StatusChangeDetail {
             execution_arn: record.id.clone(),
             name: record.name.clone(),
-            status: record.status.clone(),
+            status: record.status,
             start_date: chrono::DateTime::parse_from_rfc3339(&record.started_at)
                 .ok()
                 .map(|t| t.timestamp_millis()),
@@ -393,7 +382,7 @@ impl LocalRunner<'_> {
         // failure still reaches the topic, in a plainer message.
         tracing::warn!(%error, "reporting the failed execution failed; publishing directly");
         let state = last.state.as_deref().unwrap_or("?");
-        let attributes = [("status", record.status.as_str()), ("failedState", state)]
+        let attributes = [("status", record.status.name()), ("failedState", state)]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
@@ -471,7 +460,7 @@ mod tests {
             .start(Some("fallback".into()), &options)
             .await
             .unwrap();
-        assert_eq!(run.status, "FAILED");
+        assert_eq!(run.status, ExecutionStatus::Failed);
         assert_eq!(run.failed_state.as_deref(), Some("ExtractNyt"));
         assert_eq!(run.error.as_deref(), Some("DataQualityError"));
         let sent = fallback.sent.lock().unwrap();

@@ -10,6 +10,7 @@ mod moto;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use covid_etl::aws::sfn;
+use covid_etl::execution::ExecutionStatus;
 use covid_etl::extract::SourceKind;
 use covid_etl::notify::{Notifier, SnsNotifier};
 use covid_etl::payload::*;
@@ -373,7 +374,7 @@ async fn wait_for_end(client: &aws_sdk_sfn::Client, arn: &str) -> sfn::Execution
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let d = sfn::describe(client, arn).await.unwrap();
-        if d.status != "RUNNING" {
+        if d.status.is_final() {
             return d;
         }
         assert!(Instant::now() < deadline, "execution still running: {d:?}");
@@ -550,7 +551,7 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
         .await
         .unwrap();
     let d = wait_for_end(&client, &arn).await;
-    assert_eq!(d.status, "SUCCEEDED", "{d:?}");
+    assert_eq!(d.status, ExecutionStatus::Succeeded, "{d:?}");
     assert_eq!(d.output, Some(serde_json::to_value(&notified).unwrap()));
 
     let history = sfn::history(&client, &arn).await.unwrap();
@@ -635,7 +636,7 @@ async fn deployed_definition_falls_back_to_a_direct_sns_publish() {
         .await
         .unwrap();
     let d = wait_for_end(&client, &arn).await;
-    assert_eq!(d.status, "FAILED", "{d:?}");
+    assert_eq!(d.status, ExecutionStatus::Failed, "{d:?}");
     assert_eq!(d.error.as_deref(), Some("Function.ResponseSizeTooLarge"));
 
     let history = sfn::history(&client, &arn).await.unwrap();

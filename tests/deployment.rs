@@ -19,8 +19,28 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-/// The ASL function names (`{"Fn::GetAtt": [NAME, "Arn"]}`): the state machine's Tasks.
-const FUNCTIONS: &[&str] = &["ExtractNyt", "ExtractJhu", "Merge", "DiffAndLoad", "Notify"];
+/// The state machine's Tasks (`{"Fn::GetAtt": [KEY, "Arn"]}`), from the one list of
+/// functions (`src/functions.rs`; `tests/registry.rs` checks it against the sources).
+fn step_keys() -> Vec<&'static str> {
+    covid_etl::functions::steps().map(|f| f.key).collect()
+}
+
+/// Every deployed function's key.
+fn all_keys() -> impl Iterator<Item = &'static str> {
+    covid_etl::functions::FUNCTIONS.iter().map(|f| f.key)
+}
+
+/// The crate under `lambdas/` (and zip `<package>/<package>.zip`) of a function key.
+fn package(key: &str) -> &'static str {
+    covid_etl::functions::FUNCTIONS
+        .iter()
+        .find(|f| f.key == key)
+        .map(|f| f.package)
+        .unwrap_or_else(|| panic!("{key} is not in covid_etl::functions::FUNCTIONS"))
+}
+
+/// How many functions the stack deploys.
+const FUNCTION_COUNT: usize = covid_etl::functions::FUNCTIONS.len();
 
 /// The daily schedule's target; no state of the ASL.
 const STARTER: &str = "StartDaily";
@@ -197,19 +217,6 @@ fn lambda_id(function: &str) -> String {
     format!("{function}LambdaFunction")
 }
 
-/// The build name of a function key: `DiffAndLoad` -> `diff-and-load` (the crate under
-/// `lambdas/` and its zip `<name>/<name>.zip`).
-fn crate_name(function: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in function.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('-');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
-
 #[test]
 fn every_function_has_its_own_s3_key_and_version_pin() {
     // Serverless v3 keys an uploaded artifact by its file name: seven `bootstrap.zip`
@@ -223,13 +230,13 @@ fn every_function_has_its_own_s3_key_and_version_pin() {
         _ => None,
     };
     let mut keys = BTreeSet::new();
-    for function in FUNCTIONS.iter().chain([&STARTER, &API]) {
+    for function in all_keys() {
         let id = lambda_id(function);
         let code = &resource(&t, &id)["Properties"]["Code"];
         let key = code["S3Key"]
             .as_str()
             .unwrap_or_else(|| panic!("{id}: S3Key"));
-        let name = crate_name(function);
+        let name = package(function);
         assert!(
             key.ends_with(&format!("/{name}.zip")),
             "{id}: S3Key {key} is not {name}.zip"
@@ -247,7 +254,7 @@ fn every_function_has_its_own_s3_key_and_version_pin() {
         if let Some(dir) = &artifacts {
             use base64::Engine as _;
             use sha2::Digest as _;
-            let zip = dir.join(&name).join(format!("{name}.zip"));
+            let zip = dir.join(name).join(format!("{name}.zip"));
             let bytes = std::fs::read(&zip).unwrap_or_else(|e| panic!("{}: {e}", zip.display()));
             let own =
                 base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes));
@@ -261,7 +268,7 @@ fn every_function_has_its_own_s3_key_and_version_pin() {
             eprintln!("{id}: CodeSha256 not compared: COVID_ETL_ARTIFACT_DIR is not set");
         }
     }
-    assert_eq!(keys.len(), FUNCTIONS.len() + 2);
+    assert_eq!(keys.len(), FUNCTION_COUNT);
 }
 
 /// A string token standing for an intrinsic, the same on both sides of a comparison.
@@ -513,7 +520,7 @@ fn every_asl_function_is_a_lambda_that_ends_before_its_task() {
     let mut tasks = vec![];
     task_states(&asl_file()["States"], &mut tasks);
     let mut archs = BTreeSet::new();
-    for function in FUNCTIONS.iter().chain([&STARTER, &API]) {
+    for function in all_keys() {
         let f = &resource(&t, &lambda_id(function))["Properties"];
         assert_eq!(f["Runtime"], "provided.al2023", "{function}");
         assert_eq!(f["Handler"], "bootstrap", "{function}");
@@ -531,7 +538,7 @@ fn every_asl_function_is_a_lambda_that_ends_before_its_task() {
             json!({"Mode": "Active"}),
             "{function}: X-Ray"
         );
-        if *function == STARTER || *function == API {
+        if function == STARTER || function == API {
             continue; // no Task calls these: see their own tests
         }
 
@@ -669,7 +676,7 @@ fn state_machine_role_invokes_the_five_functions_and_publishes_alerts() {
             a => panic!("state machine role: unexpected action {a}"),
         }
     }
-    let want_invoke: BTreeSet<String> = FUNCTIONS.iter().map(|f| lambda_id(f)).collect();
+    let want_invoke: BTreeSet<String> = step_keys().iter().map(|f| lambda_id(f)).collect();
     assert_eq!(invoke, want_invoke);
     for needed in ["sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"] {
         assert!(
@@ -1299,7 +1306,7 @@ fn each_function_gets_only_the_environment_it_reads() {
     let Some(t) = template() else { return };
     assert_eq!(
         ENVIRONMENT.len(),
-        FUNCTIONS.len() + 2,
+        FUNCTION_COUNT,
         "every function is listed"
     );
     for (function, names) in ENVIRONMENT {
@@ -1364,7 +1371,7 @@ fn every_log_group_has_a_retention() {
     let Some(t) = template() else { return };
     let groups = of_type(&t, "AWS::Logs::LogGroup");
     // Seven functions, the state machine, the API's access logs.
-    assert_eq!(groups.len(), FUNCTIONS.len() + 4, "log groups");
+    assert_eq!(groups.len(), FUNCTION_COUNT + 2, "log groups");
     for (id, g) in groups {
         let days = g["Properties"]["RetentionInDays"]
             .as_u64()
@@ -1389,7 +1396,7 @@ fn the_stack_is_tagged() {
         "stack tags: {tags}"
     );
     // The functions carry them too (Lambda's own tags, for cost reports by function).
-    for function in FUNCTIONS.iter().chain([&STARTER, &API]) {
+    for function in all_keys() {
         let f_tags = &resource(&t, &lambda_id(function))["Properties"]["Tags"];
         assert!(
             as_list(f_tags)
@@ -1406,11 +1413,7 @@ fn the_deploy_docs_name_every_function_alarm_queue_and_output() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/DEPLOY.md");
     let docs = std::fs::read_to_string(&path).expect("read docs/DEPLOY.md");
     let prefix = format!("covid-etl-{}-", expected_stage());
-    let mut names: Vec<String> = FUNCTIONS
-        .iter()
-        .chain([&STARTER, &API])
-        .map(|f| format!("-{}", crate_name(f)))
-        .collect();
+    let mut names: Vec<String> = all_keys().map(|f| format!("-{}", package(f))).collect();
     for (id, r) in resources(&t) {
         let p = &r["Properties"];
         let name = match r["Type"].as_str() {
@@ -1447,7 +1450,7 @@ fn the_deploy_docs_name_every_function_alarm_queue_and_output() {
         missing.is_empty(),
         "docs/DEPLOY.md does not name {missing:?}"
     );
-    let count = format!("{} lambda functions", number_word(FUNCTIONS.len() + 2));
+    let count = format!("{} lambda functions", number_word(FUNCTION_COUNT));
     assert!(
         docs.to_lowercase().contains(&count),
         "docs/DEPLOY.md says \"{count}\""

@@ -6,6 +6,7 @@
 
 use covid_etl::backends::Backends;
 use covid_etl::engine::{MemoryHistory, ScaledClock};
+use covid_etl::execution::{ExecutionRecord, ExecutionStatus};
 use covid_etl::ledger::{RunLedger, RunOutcome};
 use covid_etl::notify::{MemoryNotifier, Notification, Notifier};
 use covid_etl::payload::RunOptions;
@@ -334,11 +335,7 @@ fn runner_tasks(db: &SqliteDb, notifier: Arc<dyn Notifier>) -> LocalTasks {
     }
 }
 
-async fn run_in_process(
-    db: &SqliteDb,
-    notifier: Arc<dyn Notifier>,
-    v: Version,
-) -> covid_etl::store::ExecutionRecord {
+async fn run_in_process(db: &SqliteDb, notifier: Arc<dyn Notifier>, v: Version) -> ExecutionRecord {
     let tasks = runner_tasks(db, notifier);
     let runner = LocalRunner {
         db,
@@ -370,7 +367,7 @@ async fn a_notification_failing_after_the_load_says_what_was_committed() {
         inner: delivered.clone(),
     });
     let failed = run_in_process(&db, failing, ORIGINAL).await;
-    assert_eq!(failed.status, "FAILED");
+    assert_eq!(failed.status, ExecutionStatus::Failed);
     assert_eq!(failed.failed_state.as_deref(), Some("NotifySuccess"));
     let sent = delivered.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -398,7 +395,7 @@ async fn a_notification_failing_after_the_load_says_what_was_committed() {
 
     let working = Arc::new(MemoryNotifier::default());
     let again = run_in_process(&db, working.clone(), ORIGINAL).await;
-    assert_eq!(again.status, "SUCCEEDED");
+    assert_eq!(again.status, ExecutionStatus::Succeeded);
     assert_eq!(again.output.as_ref().unwrap()["status"], "NO_NEW_DATA");
     let revised = run_in_process(&db, working, REVISED).await;
     assert_eq!(revised.output.as_ref().unwrap()["status"], "SUCCEEDED");
@@ -416,7 +413,7 @@ async fn a_notification_failing_after_the_load_says_what_was_committed() {
         },
     )
     .await;
-    assert_eq!(early.status, "FAILED");
+    assert_eq!(early.status, ExecutionStatus::Failed);
     let last = delivered.sent.lock().unwrap().last().cloned().unwrap();
     assert!(
         last.message

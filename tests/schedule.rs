@@ -114,7 +114,7 @@ async fn a_double_trigger_starts_one_execution_per_day() {
         .expect("stop execution");
     assert_eq!(
         sfn::describe(&client, &arn).await.unwrap().status,
-        "ABORTED"
+        covid_etl::execution::ExecutionStatus::Aborted
     );
     let second = schedule::start_daily(&client, &machine, &scheduled("2026-11-23T18:30:00Z"))
         .await

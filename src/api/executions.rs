@@ -5,11 +5,15 @@
 //! record per execution, written by the notify step ([`LedgerExecutions`]).
 
 use crate::diff::LoadCounts;
-use crate::error::{EtlError, Result};
+#[cfg(feature = "sqlite")]
+use crate::error::EtlError;
+use crate::error::Result;
+use crate::execution::{ExecutionRecord, ExecutionStatus};
 use crate::ledger::{RunLedger, RunOutcome, RunRecord};
 use crate::payload::{NotifyResponse, cause_message};
 use crate::report::StepView;
-use crate::store::{ExecutionRecord, SqliteDb};
+#[cfg(feature = "sqlite")]
+use crate::store::SqliteDb;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::sync::Arc;
@@ -44,16 +48,15 @@ impl Outcome {
         }
     }
 
-    fn of(status: &str, no_new_data: bool, dry_run: bool) -> Self {
+    fn of(status: ExecutionStatus, no_new_data: bool, dry_run: bool) -> Self {
         match status {
-            "NO_NEW_DATA" => Self::NoNewData,
-            "SUCCEEDED" if no_new_data => Self::NoNewData,
-            "SUCCEEDED" if dry_run => Self::DryRun,
-            "SUCCEEDED" => Self::Loaded,
-            "RUNNING" => Self::Running,
-            "TIMED_OUT" => Self::TimedOut,
-            "ABORTED" => Self::Aborted,
-            _ => Self::Failed,
+            ExecutionStatus::Succeeded if no_new_data => Self::NoNewData,
+            ExecutionStatus::Succeeded if dry_run => Self::DryRun,
+            ExecutionStatus::Succeeded => Self::Loaded,
+            ExecutionStatus::Running | ExecutionStatus::PendingRedrive => Self::Running,
+            ExecutionStatus::TimedOut => Self::TimedOut,
+            ExecutionStatus::Aborted => Self::Aborted,
+            ExecutionStatus::Failed => Self::Failed,
         }
     }
 }
@@ -65,9 +68,7 @@ pub struct ExecutionSummary {
     /// The execution's id (an ARN), as `run --json` names it.
     pub execution_id: String,
     pub name: String,
-    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`, as Step Functions spells
-    /// them.
-    pub status: String,
+    pub status: ExecutionStatus,
     pub outcome: Outcome,
     /// RFC 3339 timestamps.
     pub started_at: String,
@@ -109,7 +110,7 @@ impl From<ExecutionRecord> for ExecutionSummary {
             .as_ref()
             .is_some_and(|r| r.status == RunOutcome::NoNewData);
         ExecutionSummary {
-            outcome: Outcome::of(&e.status, no_new_data, dry_run),
+            outcome: Outcome::of(e.status, no_new_data, dry_run),
             execution_id: e.id,
             name: e.name,
             status: e.status,
@@ -154,6 +155,7 @@ pub trait ExecutionSource: Send + Sync {
     async fn detail(&self, execution_id: &str) -> Result<Option<ExecutionDetail>>;
 }
 
+#[cfg(feature = "sqlite")]
 #[async_trait]
 impl ExecutionSource for SqliteDb {
     fn kind(&self) -> &'static str {
@@ -175,7 +177,7 @@ impl ExecutionSource for SqliteDb {
             let Some(record) = db.execution(&id)?.filter(|r| r.id == id) else {
                 return Ok(None);
             };
-            let steps = crate::report::steps(&db.history(&record.id)?, record.status != "RUNNING");
+            let steps = crate::report::steps(&db.history(&record.id)?, record.status.is_final());
             let warnings = record
                 .output
                 .clone()
@@ -222,16 +224,12 @@ impl From<RunRecord> for ExecutionSummary {
             .ok()
             .zip(r.duration_ms)
             .map(|(start, ms)| (start + chrono::Duration::milliseconds(ms)).to_rfc3339());
-        // The ledger records NO_NEW_DATA as its own status; Step Functions calls it SUCCEEDED.
-        let status = match r.status {
-            RunOutcome::NoNewData => "SUCCEEDED",
-            other => other.name(),
-        };
+        let status = r.status.execution_status();
         ExecutionSummary {
-            outcome: Outcome::of(r.status.name(), false, r.dry_run),
+            outcome: Outcome::of(status, r.status == RunOutcome::NoNewData, r.dry_run),
             execution_id: r.execution_id,
             name: r.execution_name,
-            status: status.to_string(),
+            status,
             started_at: r.started_at,
             finished_at,
             duration_ms: r.duration_ms,

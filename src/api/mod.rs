@@ -24,6 +24,7 @@
 pub mod aggregate;
 mod assets;
 pub mod executions;
+#[cfg(feature = "server")]
 pub mod server;
 
 pub use executions::{

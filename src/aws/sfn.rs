@@ -13,6 +13,7 @@
 
 use crate::aws::sdk_error_text;
 use crate::error::{EtlError, Result};
+use crate::execution::ExecutionStatus;
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::config::http::HttpResponse;
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
@@ -85,14 +86,19 @@ pub async fn start_execution(
     Ok(out.execution_arn().to_string())
 }
 
+/// The service's status as ours. A status newer than this SDK reads as `RUNNING`: shown, and
+/// never taken for an ending.
+fn status(s: &aws_sdk_sfn::types::ExecutionStatus) -> ExecutionStatus {
+    s.as_str().parse().unwrap_or(ExecutionStatus::Running)
+}
+
 /// One line of `covid-etl executions`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionSummaryRow {
     pub execution_arn: String,
     pub name: String,
-    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`, `PENDING_REDRIVE`.
-    pub status: String,
+    pub status: ExecutionStatus,
     pub start: DateTime<Utc>,
     pub stop: Option<DateTime<Utc>>,
 }
@@ -118,7 +124,7 @@ pub async fn list_executions(
         rows.extend(out.executions().iter().map(|e| ExecutionSummaryRow {
             execution_arn: e.execution_arn().to_string(),
             name: e.name().to_string(),
-            status: e.status().as_str().to_string(),
+            status: status(e.status()),
             start: time(e.start_date()),
             stop: e.stop_date().map(time),
         }));
@@ -138,7 +144,7 @@ pub struct ExecutionDescription {
     pub execution_arn: String,
     pub state_machine_arn: String,
     pub name: String,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub input: Option<Value>,
     pub output: Option<Value>,
     pub error: Option<String>,
@@ -163,7 +169,7 @@ pub async fn describe(client: &Client, execution_arn: &str) -> Result<ExecutionD
         execution_arn: d.execution_arn().to_string(),
         state_machine_arn: d.state_machine_arn().to_string(),
         name: d.name().unwrap_or_default().to_string(),
-        status: d.status().as_str().to_string(),
+        status: status(d.status()),
         input: d.input().map(payload),
         output: d.output().map(payload),
         error: d.error().map(str::to_string),

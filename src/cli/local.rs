@@ -7,9 +7,10 @@ use covid_etl::backends::{BackendConfig, Backends, NotifyConfig, StoreConfig};
 use covid_etl::config::{Config, Role};
 use covid_etl::diff::LoadCounts;
 use covid_etl::engine::{EventKind, HistoryEvent, HistorySink, RandomJitter, ScaledClock};
+use covid_etl::execution::{ExecutionRecord, ExecutionStatus};
 use covid_etl::payload::{LoadReport, NotifyRequest, NotifyResponse, RunOptions, RunOutcome};
 use covid_etl::report;
-use covid_etl::store::{ExecutionRecord, SqliteDb, Store};
+use covid_etl::store::{SqliteDb, Store};
 use covid_etl::workflow::{LocalRunner, LocalTasks};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -288,7 +289,7 @@ impl Session {
 
 /// Prints the outcome of a run or redrive; a failed execution exits non-zero.
 fn finish(db: &SqliteDb, record: &ExecutionRecord, as_json: bool) -> Result<(), Failure> {
-    let steps = report::steps(&db.history(&record.id)?, record.status != "RUNNING");
+    let steps = report::steps(&db.history(&record.id)?, record.status.is_final());
     if as_json {
         let mut view = execution_json(record);
         view["steps"] = json!(steps);
@@ -296,7 +297,7 @@ fn finish(db: &SqliteDb, record: &ExecutionRecord, as_json: bool) -> Result<(), 
     } else {
         out!("{}", summary_text(record));
     }
-    if record.status == "SUCCEEDED" {
+    if record.status == ExecutionStatus::Succeeded {
         Ok(())
     } else {
         Err(Failure::Execution)
@@ -351,7 +352,7 @@ fn summary_text(record: &ExecutionRecord) -> String {
             "SUCCEEDED  {} in {took}: no new data (neither source changed since the last load); nothing written\n",
             record.name
         ));
-    } else if record.status == "SUCCEEDED" {
+    } else if record.status == ExecutionStatus::Succeeded {
         let load = request.and_then(|r| r.load.clone()).unwrap_or_default();
         out.push_str(&format!(
             "SUCCEEDED  {} in {took}: {}\n",
@@ -457,7 +458,7 @@ pub(crate) fn execution(db: &DbArg, id: &str, as_json: bool) -> Result<(), Failu
         ))
     })?;
     if as_json {
-        let steps = report::steps(&db.history(&record.id)?, record.status != "RUNNING");
+        let steps = report::steps(&db.history(&record.id)?, record.status.is_final());
         let mut view = execution_json(&record);
         view["steps"] = json!(steps);
         outln!("{view}");
@@ -488,7 +489,7 @@ pub(crate) fn execution(db: &DbArg, id: &str, as_json: bool) -> Result<(), Failu
                 n => outln!("-- redrive {n}, started {at}"),
             }
         }
-        let ended = run[1] < events.len() || record.status != "RUNNING";
+        let ended = run[1] < events.len() || record.status.is_final();
         out!("{}", report::table(&report::steps(part, ended)));
     }
     out!("{}", summary_text(&record));

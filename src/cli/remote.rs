@@ -66,7 +66,7 @@ pub(crate) async fn execution(aws: &AwsArgs, arn: &str, as_json: bool) -> Result
     let client = client(aws).await;
     let d = sfn::describe(&client, arn).await?;
     let events = sfn::history_events(&client, arn).await?;
-    let steps = report::steps(&events, d.status != "RUNNING");
+    let steps = report::steps(&events, d.status.is_final());
     if as_json {
         let mut view = serde_json::to_value(&d)?;
         view["steps"] = json!(steps);

@@ -1,10 +1,12 @@
 //! Telling operators what happened. The message text is built here, once, for every channel;
 //! [`Notifier`] implementations only deliver it (the local outbox, SNS).
 
-mod outbox;
+mod memory;
 mod sns;
 
-pub use outbox::{MemoryNotifier, OutboxEntry};
+#[cfg(feature = "sqlite")]
+pub use crate::store::sqlite::OutboxEntry;
+pub use memory::MemoryNotifier;
 pub use sns::SnsNotifier;
 
 use crate::error::Result;

@@ -7,16 +7,14 @@
 //! does not hold, and the no-new-data decision reads it rather than the run ledger.
 
 pub mod dynamodb;
-mod executions;
 mod memory;
-mod owner;
-pub use owner::HEARTBEAT_EVERY;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use dynamodb::DynamoStore;
-pub use executions::{ExecutionRecord, HistoryWriter};
 pub use memory::MemoryStore;
-pub use sqlite::SqliteDb;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{HEARTBEAT_EVERY, HistoryWriter, SqliteDb};
 
 use crate::diff::{self, LoadCounts, LoadPlan};
 use crate::error::Result;

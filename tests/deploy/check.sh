@@ -68,7 +68,7 @@ else
   # the templates' CodeSha256 pins against these same zips.
   ART="$ROOT/target/placeholder-lambda"
   rm -rf "$ART"
-  for l in extract-nyt extract-jhu merge diff-and-load notify start-daily api; do
+  for l in $(cd "$ROOT/lambdas" && ls); do # one crate per function (src/functions.rs)
     mkdir -p "$ART/$l"
     printf '#!/bin/sh\necho "placeholder for %s: run scripts/build-lambdas.sh" >&2\nexit 1\n' "$l" \
       > "$ART/$l/bootstrap"

@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_http::Error> {
 #[cfg(test)]
 mod tests {
     use covid_etl::DailyRecord;
-    use covid_etl::store::{SqliteDb, Store};
+    use covid_etl::store::{MemoryStore, Store};
     use lambda_http::Service;
     use std::sync::Arc;
 
@@ -49,7 +49,7 @@ mod tests {
     }
 
     async fn call(path: &str, query: &str) -> (u16, String, serde_json::Value) {
-        let db = SqliteDb::in_memory().unwrap();
+        let db = MemoryStore::default();
         let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2020, 3, d).unwrap();
         db.write(&[
             DailyRecord::new(day(1), 100, 2, None),
@@ -61,7 +61,7 @@ mod tests {
         let mut app = covid_etl::api::router(
             Arc::new(db),
             Arc::new(covid_etl::api::LedgerExecutions(Arc::new(
-                covid_etl::store::MemoryStore::default(),
+                MemoryStore::default(),
             ))),
         );
         let response = app.call(event(path, query)).await.unwrap();

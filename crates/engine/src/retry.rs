@@ -182,7 +182,7 @@ pub(crate) struct Catcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::FixedJitter;
+    use crate::FixedJitter;
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

@@ -1,18 +1,26 @@
-//! The embedded store: one SQLite file holds the series, the notification outbox, and the
-//! local engine's executions and their history, so a laptop needs nothing else.
+//! The embedded store: one SQLite file holds the series ([`series`]), the run ledger
+//! ([`ledger`]), the notification outbox ([`outbox`]), and the local engine's executions and
+//! their history ([`executions`], [`owner`]), so a laptop needs nothing else. This module
+//! opens the file and keeps its schema; each role is its own file. Compiled only with the
+//! `sqlite` feature: no Lambda function links SQLite.
 //!
 //! SQLite (via rusqlite, bundled) because it is the embedded database every operator can
 //! open with a standard tool, writes a whole run in one atomic transaction, and costs about
 //! a millisecond to open.
 
-use super::{Applied, Load, LoadMarker, MarkerState, Store, WriteReport};
-use crate::error::{EtlError, Result};
-use crate::ledger::{RunLedger, RunRecord};
-use crate::record::{DailyRecord, iso};
-use async_trait::async_trait;
-use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use crate::error::Result;
+use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
+
+mod executions;
+mod ledger;
+mod outbox;
+mod owner;
+mod series;
+
+pub use executions::HistoryWriter;
+pub use outbox::OutboxEntry;
+pub use owner::HEARTBEAT_EVERY;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 const SCHEMA: &str = "
@@ -136,18 +144,6 @@ impl SqliteDb {
         tx.commit()?;
         Ok(out)
     }
-
-    /// One stored day, if present.
-    pub fn record(&self, date: NaiveDate) -> Result<Option<DailyRecord>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT date, cases, deaths, recovered FROM series WHERE date = ?1",
-                [iso(date)],
-                row_to_record,
-            )
-            .optional()?)
-    }
 }
 
 /// Creates the schema and applies the [`MIGRATIONS`] it lacks, under the write lock so two
@@ -169,131 +165,12 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-fn upsert(tx: &rusqlite::Transaction<'_>, records: &[DailyRecord]) -> Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO series (date, cases, deaths, recovered) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(date) DO UPDATE SET
-           cases = excluded.cases, deaths = excluded.deaths, recovered = excluded.recovered",
-    )?;
-    for r in records {
-        stmt.execute(params![
-            iso(r.date),
-            r.cases as i64,
-            r.deaths as i64,
-            r.recovered.map(|v| v as i64)
-        ])?;
-    }
-    Ok(())
-}
-
-fn read_series(conn: &Connection) -> Result<Vec<DailyRecord>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT date, cases, deaths, recovered FROM series ORDER BY date")?;
-    let rows = stmt.query_map([], row_to_record)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<DailyRecord> {
-    let date: String = row.get(0)?;
-    let date = crate::record::parse_iso(date.as_bytes()).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })?;
-    let count = |i| row.get::<_, i64>(i).map(|v| v as u64);
-    Ok(DailyRecord::new(
-        date,
-        count(1)?,
-        count(2)?,
-        row.get::<_, Option<i64>>(3)?.map(|v| v as u64),
-    ))
-}
-
-#[async_trait]
-impl Store for SqliteDb {
-    async fn series(&self) -> Result<Vec<DailyRecord>> {
-        read_series(&self.conn())
-    }
-
-    async fn write(&self, records: &[DailyRecord]) -> Result<WriteReport> {
-        self.transaction(|tx| upsert(tx, records))?;
-        Ok(WriteReport {
-            requests: 1,
-            write_units: 0,
-        })
-    }
-
-    /// Read, diff, write and marker in one `BEGIN IMMEDIATE` transaction: a concurrent load
-    /// waits for the write lock (the busy timeout) and then diffs against what this one
-    /// committed; a crash at any point leaves either all of it or none.
-    async fn load(&self, load: &Load) -> Result<Applied> {
-        let plan = self
-            .transaction(|tx| {
-                let plan = load.plan(&read_series(tx)?);
-                upsert(tx, &plan.writes)?;
-                let marker = load.marker(&plan, MarkerState::Loaded);
-                let text = serde_json::to_string(&marker).map_err(EtlError::store)?;
-                tx.execute(
-                    "INSERT INTO load_marker (id, marker) VALUES (1, ?1)
-                     ON CONFLICT(id) DO UPDATE SET marker = excluded.marker",
-                    [text],
-                )?;
-                Ok(plan)
-            })
-            .map_err(|e| match e {
-                // The busy timeout passed while another execution held the write lock.
-                EtlError::StoreThrottled(m) => EtlError::LoadInProgress(m),
-                other => other,
-            })?;
-        Ok(Applied::in_one_transaction(plan))
-    }
-
-    async fn marker(&self) -> Result<Option<LoadMarker>> {
-        let text: Option<String> = self
-            .conn()
-            .query_row("SELECT marker FROM load_marker WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        text.map(|t| serde_json::from_str(&t).map_err(EtlError::store))
-            .transpose()
-    }
-}
-
-#[async_trait]
-impl RunLedger for SqliteDb {
-    async fn record_run(&self, run: &RunRecord) -> Result<()> {
-        let text = serde_json::to_string(run).map_err(EtlError::store)?;
-        self.conn().execute(
-            "INSERT INTO runs (execution_id, started_at, record) VALUES (?1, ?2, ?3)
-             ON CONFLICT(execution_id) DO UPDATE SET
-               started_at = excluded.started_at, record = excluded.record",
-            params![run.execution_id, run.started_at, text],
-        )?;
-        Ok(())
-    }
-
-    async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>> {
-        self.query_runs("WHERE execution_id = ?1", params![execution_id])
-            .map(|mut v| v.pop())
-    }
-
-    async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        self.query_runs("ORDER BY started_at DESC LIMIT ?1", params![limit as i64])
-    }
-}
-
-impl SqliteDb {
-    fn query_runs(&self, tail: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<RunRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT record FROM runs {tail}"))?;
-        let rows = stmt.query_map(args, |r| r.get::<_, String>(0))?;
-        rows.map(|text| serde_json::from_str(&text?).map_err(EtlError::store))
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::DailyRecord;
+    use crate::store::Store;
+    use chrono::NaiveDate;
 
     #[tokio::test]
     async fn upserts_by_date_and_keeps_absent_recovered_as_null() {

@@ -76,7 +76,7 @@ impl EventKind {
 /// payloads kept as JSON values rather than AWS's JSON-in-a-string.
 ///
 /// Serialized as `{"id","previousEventId","timestamp","type","stateName","details"}`, the shape
-/// [`crate::aws::sfn::history`] gives AWS's events, so one renderer serves both.
+/// `covid_etl::aws::sfn::history` gives AWS's events, so one renderer serves both.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEvent {
@@ -178,7 +178,7 @@ impl<'a> Recorder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::SystemClock;
+    use crate::SystemClock;
     use serde_json::json;
 
     #[test]

@@ -10,52 +10,11 @@ use super::SqliteDb;
 use super::owner::Owner;
 use crate::engine::HistoryEvent;
 use crate::error::{EtlError, Result};
+use crate::execution::{ExecutionRecord, ExecutionStatus};
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-/// One execution of the local engine, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecutionRecord {
-    pub id: String,
-    pub name: String,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`, as Step Functions spells them.
-    pub status: String,
-    pub input: Value,
-    pub output: Option<Value>,
-    pub error: Option<String>,
-    pub cause: Option<String>,
-    pub failed_state: Option<String>,
-    /// Where a redrive resumes: the top-level state that failed and its recorded input.
-    #[serde(skip)]
-    pub redrive_from: Option<(String, Value)>,
-    pub redrive_count: u32,
-}
-
-impl ExecutionRecord {
-    /// A new execution, as registered when it starts.
-    pub fn running(id: String, name: String, started_at: String, input: Value) -> Self {
-        Self {
-            id,
-            name,
-            started_at,
-            finished_at: None,
-            status: "RUNNING".into(),
-            input,
-            output: None,
-            error: None,
-            cause: None,
-            failed_state: None,
-            redrive_from: None,
-            redrive_count: 0,
-        }
-    }
-}
 
 const COLUMNS: &str = "id, name, started_at, finished_at, status, input, output, error, cause, \
                        failed_state, redrive_state, redrive_input, redrive_count";
@@ -71,7 +30,7 @@ fn row_to_execution(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> 
         name: r.get(1)?,
         started_at: r.get(2)?,
         finished_at: r.get(3)?,
-        status: r.get(4)?,
+        status: status(r.get_ref(4)?)?,
         input: json(5)?.unwrap_or(Value::Null),
         output: json(6)?,
         error: r.get(7)?,
@@ -81,6 +40,14 @@ fn row_to_execution(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> 
             .map(|s| Ok::<_, rusqlite::Error>((s, json(11)?.unwrap_or(Value::Null))))
             .transpose()?,
         redrive_count: r.get(12)?,
+    })
+}
+
+/// A status column as written by [`ExecutionStatus::name`].
+fn status(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<ExecutionStatus> {
+    let text = v.as_str().map_err(rusqlite::Error::from)?;
+    text.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into())
     })
 }
 
@@ -103,7 +70,7 @@ impl SqliteDb {
         let inserted = self.conn().execute(
             &format!("INSERT INTO executions ({COLUMNS}, owner_host, owner_pid, owner_started, heartbeat_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17) ON CONFLICT DO NOTHING"),
             params![
-                e.id, e.name, e.started_at, e.finished_at, e.status, to_text(&e.input),
+                e.id, e.name, e.started_at, e.finished_at, e.status.name(), to_text(&e.input),
                 e.output.as_ref().map(to_text), e.error, e.cause, e.failed_state,
                 e.redrive_from.as_ref().map(|(s, _)| s), e.redrive_from.as_ref().map(|(_, v)| to_text(v)),
                 e.redrive_count, owner.host, owner.pid, owner.started, stamp(chrono::Utc::now())
@@ -153,7 +120,7 @@ impl SqliteDb {
                 self.execution(&record.id)
                     .ok()
                     .flatten()
-                    .map_or(record.status.clone(), |r| r.status)
+                    .map_or(record.status, |r| r.status)
             ),
         })
     }
@@ -168,7 +135,7 @@ impl SqliteDb {
             params![
                 e.id,
                 e.finished_at,
-                e.status,
+                e.status.name(),
                 e.output.as_ref().map(to_text),
                 e.error,
                 e.cause,

@@ -1,12 +1,10 @@
-//! Local delivery: the outbox table of the embedded database (plus a log line), and an
-//! in-memory notifier for tests.
+//! Local delivery: the outbox table of the embedded database (plus a log line).
 
-use super::{Notification, Notifier};
+use super::SqliteDb;
 use crate::error::{EtlError, Result};
-use crate::store::SqliteDb;
+use crate::notify::{Notification, Notifier};
 use async_trait::async_trait;
 use serde::Serialize;
-use std::sync::Mutex;
 
 /// A delivered notification as the outbox keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,19 +55,5 @@ impl SqliteDb {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-}
-
-/// Keeps what was published, for tests.
-#[derive(Debug, Default)]
-pub struct MemoryNotifier {
-    pub sent: Mutex<Vec<Notification>>,
-}
-
-#[async_trait]
-impl Notifier for MemoryNotifier {
-    async fn publish(&self, n: &Notification) -> Result<()> {
-        self.sent.lock().unwrap().push(n.clone());
-        Ok(())
     }
 }

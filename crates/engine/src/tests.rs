@@ -1117,7 +1117,10 @@ fn executions_can_be_spawned() {
 /// The definition we deploy must stay within what this engine accepts.
 #[test]
 fn production_definition_loads() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/statemachine/etl.asl.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../statemachine/etl.asl.json"
+    );
     let text = std::fs::read_to_string(path).expect("statemachine/etl.asl.json");
     let machine = StateMachine::from_json(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(machine.top_level_state_of("ExtractNyt"), Some("Extract"));
