@@ -108,9 +108,12 @@ impl Notifier for NoTopic {
     }
 }
 
-fn required(name: &str) -> Result<String> {
-    std::env::var(name)
-        .map_err(|_| EtlError::InvalidInput(format!("environment variable {name} is not set")))
+fn required(name: &'static str) -> Result<String> {
+    std::env::var(name).map_err(|_| EtlError::ConfigError {
+        variable: name,
+        value: String::new(),
+        reason: "is not set".into(),
+    })
 }
 
 /// The backends of one process, built together.

@@ -65,9 +65,14 @@ pub enum EtlError {
     /// A notification could not be delivered.
     #[error("notify failed: {0}")]
     NotifyError(String),
-    /// A state payload did not have the shape the step expects (a definition/code mismatch).
+    /// A state payload did not have the shape the step expects (a definition/code mismatch,
+    /// or an execution input that names an unknown key).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A defect of this program, not of its input or its environment (a parser thread that
+    /// panicked, an embedded definition that does not load). Never retried.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// An environment variable has a value the process cannot use; raised once, at start.
     #[error("{variable}={value:?} {reason}")]
     ConfigError {
@@ -75,9 +80,10 @@ pub enum EtlError {
         value: String,
         reason: String,
     },
-    /// The local engine refused a run (for example a reused execution name).
-    #[error("{name}: {message}")]
-    Execution { name: &'static str, message: String },
+    /// Step Functions, or the local engine in its place, refused an operation on an execution
+    /// (the CLI's and the daily starter's calls; never a step's error).
+    #[error(transparent)]
+    Execution(#[from] crate::execution::ExecutionError),
 }
 
 impl EtlError {
@@ -89,15 +95,16 @@ impl EtlError {
             Self::SourceNotAllowed { .. } => "SourceNotAllowed",
             Self::SchemaError { .. } => "SchemaError",
             Self::DataQualityError { .. } => "DataQualityError",
-            Self::NoOverlap(_) => "DataQualityError",
+            Self::NoOverlap(_) => "NoOverlap",
             Self::StoreThrottled(_) => "StoreThrottled",
             Self::LoadIncomplete(_) => "LoadIncomplete",
             Self::LoadInProgress(_) => "LoadInProgress",
             Self::StoreError(_) => "StoreError",
             Self::NotifyError(_) => "NotifyError",
             Self::InvalidInput(_) => "InvalidInput",
+            Self::Internal(_) => "InternalError",
             Self::ConfigError { .. } => "ConfigError",
-            Self::Execution { name, .. } => name,
+            Self::Execution(e) => e.code.name(),
         }
     }
 
@@ -204,6 +211,7 @@ mod tests {
             EtlError::StoreError(s()),
             EtlError::NotifyError(s()),
             EtlError::InvalidInput(s()),
+            EtlError::Internal(s()),
             EtlError::ConfigError {
                 variable: "X",
                 value: s(),

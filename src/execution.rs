@@ -119,6 +119,88 @@ impl ExecutionRecord {
     }
 }
 
+/// What Step Functions calls the refusals of its execution API. The local engine refuses
+/// with the same names where it refuses the same thing (a reused name, a redrive of an
+/// execution that did not fail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionErrorCode {
+    ExecutionDoesNotExist,
+    ExecutionNotRedrivable,
+    ExecutionAlreadyExists,
+    ExecutionLimitExceeded,
+    StateMachineDoesNotExist,
+    StateMachineDeleting,
+    InvalidArn,
+    InvalidName,
+    InvalidExecutionInput,
+    InvalidToken,
+    ValidationException,
+    ThrottlingException,
+    /// Any other error of the Step Functions API (the message names it).
+    StepFunctionsError,
+}
+
+impl ExecutionErrorCode {
+    const ALL: [Self; 13] = [
+        Self::ExecutionDoesNotExist,
+        Self::ExecutionNotRedrivable,
+        Self::ExecutionAlreadyExists,
+        Self::ExecutionLimitExceeded,
+        Self::StateMachineDoesNotExist,
+        Self::StateMachineDeleting,
+        Self::InvalidArn,
+        Self::InvalidName,
+        Self::InvalidExecutionInput,
+        Self::InvalidToken,
+        Self::ValidationException,
+        Self::ThrottlingException,
+        Self::StepFunctionsError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ExecutionDoesNotExist => "ExecutionDoesNotExist",
+            Self::ExecutionNotRedrivable => "ExecutionNotRedrivable",
+            Self::ExecutionAlreadyExists => "ExecutionAlreadyExists",
+            Self::ExecutionLimitExceeded => "ExecutionLimitExceeded",
+            Self::StateMachineDoesNotExist => "StateMachineDoesNotExist",
+            Self::StateMachineDeleting => "StateMachineDeleting",
+            Self::InvalidArn => "InvalidArn",
+            Self::InvalidName => "InvalidName",
+            Self::InvalidExecutionInput => "InvalidExecutionInput",
+            Self::InvalidToken => "InvalidToken",
+            Self::ValidationException => "ValidationException",
+            Self::ThrottlingException => "ThrottlingException",
+            Self::StepFunctionsError => "StepFunctionsError",
+        }
+    }
+
+    /// The code of a service error name; [`Self::StepFunctionsError`] for one we do not name.
+    pub fn of_service(code: Option<&str>) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|c| Some(c.name()) == code)
+            .unwrap_or(Self::StepFunctionsError)
+    }
+}
+
+/// A refused operation on an execution: its code and a one-line message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.name())]
+pub struct ExecutionError {
+    pub code: ExecutionErrorCode,
+    pub message: String,
+}
+
+impl ExecutionError {
+    pub fn new(code: ExecutionErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +213,15 @@ mod tests {
             assert_eq!(status.name().parse::<ExecutionStatus>(), Ok(status));
         }
         assert!("Succeeded".parse::<ExecutionStatus>().is_err());
+    }
+
+    #[test]
+    fn service_error_names_map_to_their_codes() {
+        for code in ExecutionErrorCode::ALL {
+            assert_eq!(ExecutionErrorCode::of_service(Some(code.name())), code);
+        }
+        let other = ExecutionErrorCode::of_service(Some("KmsAccessDeniedException"));
+        assert_eq!(other, ExecutionErrorCode::StepFunctionsError);
+        assert_eq!(ExecutionErrorCode::of_service(None), other);
     }
 }

@@ -231,6 +231,6 @@ mod tests {
     #[test]
     fn no_common_date_is_an_error() {
         let e = join(&[nyt(1, 1)], &[jhu(2, None)]).unwrap_err();
-        assert_eq!(e.name(), "DataQualityError");
+        assert_eq!(e.name(), "NoOverlap");
     }
 }

@@ -13,6 +13,7 @@
 
 use crate::aws::sfn;
 use crate::error::{EtlError, Result};
+use crate::execution::{ExecutionError, ExecutionErrorCode};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -94,10 +95,10 @@ pub fn outcome(
             name: name.to_string(),
             execution_arn: Some(arn),
         }),
-        Err(EtlError::Execution {
-            name: "ExecutionAlreadyExists",
+        Err(EtlError::Execution(ExecutionError {
+            code: ExecutionErrorCode::ExecutionAlreadyExists,
             ..
-        }) => Ok(StartOutcome {
+        })) => Ok(StartOutcome {
             status: StartStatus::AlreadyStarted,
             name: name.to_string(),
             execution_arn: execution_arn(state_machine_arn, name),
@@ -135,8 +136,10 @@ pub fn state_machine_arn_from_env() -> Result<String> {
     std::env::var("STATE_MACHINE_ARN")
         .ok()
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            EtlError::InvalidInput("environment variable STATE_MACHINE_ARN is not set".to_string())
+        .ok_or_else(|| EtlError::ConfigError {
+            variable: "STATE_MACHINE_ARN",
+            value: String::new(),
+            reason: "is not set".into(),
         })
 }
 
@@ -258,10 +261,10 @@ mod tests {
 
     #[test]
     fn execution_already_exists_is_already_started_and_a_success() {
-        let refused = Err(EtlError::Execution {
-            name: "ExecutionAlreadyExists",
-            message: "StartExecution …: ExecutionAlreadyExists: Execution Already Exists".into(),
-        });
+        let refused = Err(EtlError::from(ExecutionError::new(
+            ExecutionErrorCode::ExecutionAlreadyExists,
+            "StartExecution …: Execution Already Exists",
+        )));
         let o = outcome(MACHINE, "daily-2026-11-23", refused).unwrap();
         assert_eq!(o.status, StartStatus::AlreadyStarted);
         assert_eq!(o.name, "daily-2026-11-23");
@@ -277,22 +280,15 @@ mod tests {
 
     #[test]
     fn other_errors_stay_errors() {
-        for name in [
-            "ExecutionLimitExceeded",
-            "StateMachineDoesNotExist",
-            "ThrottlingException",
-            "StepFunctionsError",
+        for code in [
+            ExecutionErrorCode::ExecutionLimitExceeded,
+            ExecutionErrorCode::StateMachineDoesNotExist,
+            ExecutionErrorCode::ThrottlingException,
+            ExecutionErrorCode::StepFunctionsError,
         ] {
-            let e = outcome(
-                MACHINE,
-                "daily-2026-11-23",
-                Err(EtlError::Execution {
-                    name,
-                    message: "no".into(),
-                }),
-            )
-            .unwrap_err();
-            assert_eq!(e.name(), name);
+            let refused = Err(ExecutionError::new(code, "no").into());
+            let e = outcome(MACHINE, "daily-2026-11-23", refused).unwrap_err();
+            assert_eq!(e.name(), code.name());
         }
         let e = outcome(
             MACHINE,

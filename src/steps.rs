@@ -657,7 +657,7 @@ mod tests {
         let mut notifier = MockNotifier::new();
         notifier
             .expect_publish()
-            .withf(|n| n.subject == "covid-etl FAILED in Merge: DataQualityError")
+            .withf(|n| n.subject == "covid-etl FAILED in Merge: NoOverlap")
             .returning(|_| Err(EtlError::NotifyError("topic gone".into())));
         let request = NotifyRequest {
             status: RunOutcome::Failed,
@@ -670,7 +670,7 @@ mod tests {
             warnings: vec![],
             failed_state: Some("Merge".into()),
             error: Some(ErrorInfo {
-                error: "DataQualityError".into(),
+                error: "NoOverlap".into(),
                 cause: ErrorInfo::lambda_cause(&EtlError::NoOverlap("none".into())),
             }),
         };

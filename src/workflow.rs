@@ -25,7 +25,7 @@ const SNS_PUBLISH: &str = "arn:aws:states:::sns:publish";
 
 pub fn state_machine() -> Result<StateMachine> {
     let machine = StateMachine::from_json(DEFINITION)
-        .map_err(|e| EtlError::InvalidInput(format!("statemachine/etl.asl.json: {e}")))?;
+        .map_err(|e| EtlError::Internal(format!("statemachine/etl.asl.json: {e}")))?;
     Ok(machine)
 }
 
@@ -66,14 +66,16 @@ impl TaskHandler for LocalTasks {
         input: Value,
         _ctx: &TaskContext,
     ) -> std::result::Result<Value, TaskError> {
-        let result = match Resource::parse(resource) {
-            Some(Resource::Function(step)) => self.function(step, input).await,
+        let lambda_error = |e: EtlError| TaskError::new(e.name(), ErrorInfo::lambda_cause(&e));
+        match Resource::parse(resource) {
+            Some(Resource::Function(step)) => {
+                self.function(step, input).await.map_err(lambda_error)
+            }
             Some(Resource::SnsPublish) => self.sns_publish(input).await,
-            None => Err(EtlError::InvalidInput(format!(
-                "unknown resource {resource}"
-            ))),
-        };
-        result.map_err(|e| TaskError::new(e.name(), ErrorInfo::lambda_cause(&e)))
+            None => Err(lambda_error(EtlError::Internal(format!(
+                "the definition names a resource with no local handler: {resource}"
+            )))),
+        }
     }
 }
 
@@ -119,8 +121,10 @@ impl LocalTasks {
         }
     }
 
-    /// The `sns:publish` service integration: `Subject`, `Message`, `MessageAttributes`.
-    async fn sns_publish(&self, input: Value) -> Result<Value> {
+    /// The `sns:publish` service integration: `Subject`, `Message`, `MessageAttributes`. Its
+    /// error is named as Step Functions names a failed SNS integration (`SNS.` and the
+    /// service's exception).
+    async fn sns_publish(&self, input: Value) -> std::result::Result<Value, TaskError> {
         let text = |k: &str| {
             input
                 .get(k)
@@ -148,16 +152,13 @@ impl LocalTasks {
             .fallback
             .publish(&notification)
             .await
-            .map_err(|e| EtlError::Execution {
-                name: "SNS.InternalErrorException",
-                message: e.to_string(),
-            })?;
+            .map_err(|e| TaskError::new("SNS.InternalErrorException", e.to_string()))?;
         Ok(serde_json::json!({"MessageId": "local"}))
     }
 }
 
 fn to_value<T: serde::Serialize>(v: T) -> Result<Value> {
-    serde_json::to_value(v).map_err(|e| EtlError::InvalidInput(e.to_string()))
+    serde_json::to_value(v).map_err(|e| EtlError::Internal(e.to_string()))
 }
 
 /// Runs executions of the definition on the local engine and keeps them in the database.

@@ -1,7 +1,7 @@
 //! Step Functions operations behind the CLI: start, list, describe, history, redrive.
 //!
 //! Every function takes a ready [`Client`] (build it from [`super::sdk_config`]) and maps the
-//! service's errors to [`EtlError::Execution`] with the service's error name
+//! service's errors to an [`ExecutionError`] with the service's error name
 //! (`ExecutionDoesNotExist`, `ExecutionNotRedrivable`, …) and a one-line message.
 //!
 //! [`history`] converts AWS history events to the JSON shape of the local engine's history,
@@ -13,7 +13,7 @@
 
 use crate::aws::sdk_error_text;
 use crate::error::{EtlError, Result};
-use crate::execution::ExecutionStatus;
+use crate::execution::{ExecutionError, ExecutionErrorCode, ExecutionStatus};
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::config::http::HttpResponse;
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
@@ -23,37 +23,18 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
-/// Service error names that get their own [`EtlError::Execution`] name.
-const KNOWN_ERRORS: &[&str] = &[
-    "ExecutionDoesNotExist",
-    "ExecutionNotRedrivable",
-    "ExecutionAlreadyExists",
-    "ExecutionLimitExceeded",
-    "StateMachineDoesNotExist",
-    "StateMachineDeleting",
-    "InvalidArn",
-    "InvalidName",
-    "InvalidExecutionInput",
-    "InvalidToken",
-    "ValidationException",
-    "ThrottlingException",
-];
-
-/// `EtlError::Execution` for a failed Step Functions call: `{op} {target}: {service message}`.
+/// A failed Step Functions call as an [`ExecutionError`]: `{op} {target}: {service message}`.
 fn sfn_error<E>(op: &str, target: &str, e: SdkError<E, HttpResponse>) -> EtlError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     let (code, message) = sdk_error_text(&e);
-    let name = code
-        .as_deref()
-        .and_then(|c| KNOWN_ERRORS.iter().find(|k| **k == c).copied())
-        .unwrap_or("StepFunctionsError");
     let message = message.replace('\n', " ");
-    EtlError::Execution {
-        name,
-        message: format!("{op} {target}: {message}"),
-    }
+    ExecutionError::new(
+        ExecutionErrorCode::of_service(code.as_deref()),
+        format!("{op} {target}: {message}"),
+    )
+    .into()
 }
 
 fn time(t: &aws_sdk_sfn::primitives::DateTime) -> DateTime<Utc> {

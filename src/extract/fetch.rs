@@ -363,7 +363,7 @@ impl Read for ChannelReader {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| EtlError::InvalidInput(format!("parser thread failed: {e}")))?
+        .map_err(|e| EtlError::Internal(format!("parser thread failed: {e}")))?
 }
 
 /// The target of a redirect the policy refused, if that is why `e` happened.

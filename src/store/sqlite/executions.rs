@@ -10,7 +10,7 @@ use super::SqliteDb;
 use super::owner::Owner;
 use crate::engine::HistoryEvent;
 use crate::error::{EtlError, Result};
-use crate::execution::{ExecutionRecord, ExecutionStatus};
+use crate::execution::{ExecutionError, ExecutionErrorCode, ExecutionRecord, ExecutionStatus};
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -77,10 +77,11 @@ impl SqliteDb {
             ],
         )?;
         if inserted == 0 {
-            return Err(EtlError::Execution {
-                name: "ExecutionAlreadyExists",
-                message: format!("an execution named \"{}\" already exists", e.name),
-            });
+            return Err(ExecutionError::new(
+                ExecutionErrorCode::ExecutionAlreadyExists,
+                format!("an execution named \"{}\" already exists", e.name),
+            )
+            .into());
         }
         Ok(())
     }
@@ -89,12 +90,12 @@ impl SqliteDb {
     /// conditional update, so of two concurrent redrives exactly one gets it and the other is
     /// refused with `ExecutionNotRedrivable`.
     pub fn claim_redrive(&self, id_or_name: &str) -> Result<ExecutionRecord> {
-        let record = self
-            .execution(id_or_name)?
-            .ok_or_else(|| EtlError::Execution {
-                name: "ExecutionDoesNotExist",
-                message: format!("no execution \"{id_or_name}\" in the local database"),
-            })?;
+        let record = self.execution(id_or_name)?.ok_or_else(|| {
+            ExecutionError::new(
+                ExecutionErrorCode::ExecutionDoesNotExist,
+                format!("no execution \"{id_or_name}\" in the local database"),
+            )
+        })?;
         let owner = Owner::current();
         let claimed = self.conn().execute(
             &format!(
@@ -112,16 +113,16 @@ impl SqliteDb {
             ],
         )?;
         let claimed = self.execution(&record.id)?.filter(|_| claimed == 1);
-        claimed.ok_or_else(|| EtlError::Execution {
-            name: "ExecutionNotRedrivable",
-            message: format!(
+        claimed.ok_or_else(|| {
+            let message = format!(
                 "execution \"{}\" is {}: only a failed, timed-out or aborted execution can be redriven, once at a time",
                 record.name,
                 self.execution(&record.id)
                     .ok()
                     .flatten()
                     .map_or(record.status, |r| r.status)
-            ),
+            );
+            ExecutionError::new(ExecutionErrorCode::ExecutionNotRedrivable, message).into()
         })
     }
 
