@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 const BATCH_WRITE: &str = "DynamoDB_20120810.BatchWriteItem";
 const SCAN: &str = "DynamoDB_20120810.Scan";
+const QUERY: &str = "DynamoDB_20120810.Query";
 
 fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -164,21 +165,22 @@ async fn pipeline_loads_dynamodb_notifies_sns_and_counts_requests_server_side() 
         .unwrap()
         .items
         .unwrap_or_default();
-    // The days, and the load's marker beside them (a `meta#` key, not a day).
+    // The days in the `series` partition, and the load's marker in `meta`.
     assert_eq!(items.len(), n + 1);
     let (days, other): (Vec<_>, Vec<_>) = items
         .iter()
-        .partition(|i| dynamodb::record_from_item(i).unwrap().is_some());
-    assert_eq!(other[0]["date"], AttributeValue::S("meta#load".into()));
+        .partition(|i| i["pk"] == AttributeValue::S("series".into()));
+    assert_eq!(other[0]["pk"], AttributeValue::S("meta".into()));
+    assert_eq!(other[0]["sk"], AttributeValue::S("load".into()));
     for item in days {
-        let day = dynamodb::record_from_item(item).unwrap().unwrap();
+        let day = dynamodb::record_from_item(item).unwrap();
         assert_eq!(item.contains_key("recovered"), day.recovered.is_some());
         assert!(
             !matches!(item.get("recovered"), Some(AttributeValue::N(v)) if v == "0" && day.recovered != Some(0))
         );
     }
 
-    // Unchanged rerun: the Scan, and not a single write.
+    // Unchanged rerun: one Query of the series, and not a single write.
     moto.record().await;
     let (_, rerun, _) = run_chain(&nyt, &jhu, &store, &notifier).await;
     assert_eq!(
@@ -191,17 +193,12 @@ async fn pipeline_loads_dynamodb_notifies_sns_and_counts_requests_server_side() 
     );
     assert_eq!(moto.count_target(BATCH_WRITE).await, 0);
     assert_eq!(rerun.write_requests, 0);
-    assert!(moto.count_target(SCAN).await >= 1);
-
-    // Items of another kind in the same table (the run ledger) are not days.
-    ddb.put_item()
-        .table_name("covid")
-        .item("date", AttributeValue::S("run#2020-05-01T00:00:00Z".into()))
-        .item("status", AttributeValue::S("SUCCEEDED".into()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(store.series().await.unwrap(), merged.records);
+    assert!(moto.count_target(QUERY).await >= 1);
+    assert_eq!(
+        moto.count_target(SCAN).await,
+        0,
+        "no Scan: every read is by key"
+    );
 
     // Revised sources: only the changed and new days are written, in one request.
     moto.record().await;
@@ -828,12 +825,12 @@ async fn the_cli_loads_dynamodb_and_operates_a_deployed_state_machine() {
         .unwrap()
         .items()
         .iter()
-        .filter_map(|i| i.get("date")?.as_s().ok().cloned())
-        .filter(|k| !k.starts_with("2020-"))
+        .filter_map(|i| i.get("pk")?.as_s().ok().cloned())
+        .filter(|k| k != "series")
         .collect();
     assert_eq!(keys.len(), 2, "{keys:?}");
-    assert!(keys.contains(&"meta#load".to_string()), "{keys:?}");
-    assert!(keys.iter().any(|k| k.starts_with("run#")), "{keys:?}");
+    assert!(keys.contains(&"meta".to_string()), "{keys:?}");
+    assert!(keys.contains(&"run".to_string()), "{keys:?}");
     let marker = store.marker().await.unwrap().unwrap();
     assert_eq!(marker.state, MarkerState::Loaded);
     assert_eq!(marker.execution_id, first["executionId"].as_str().unwrap());
@@ -922,7 +919,8 @@ async fn dynamodb_loads_take_turns_through_a_lease_and_mark_what_they_loaded() {
         client
             .put_item()
             .table_name("lease-table")
-            .item("date", AttributeValue::S("meta#load".into()))
+            .item("pk", AttributeValue::S("meta".into()))
+            .item("sk", AttributeValue::S("load".into()))
             .item("leaseHolder", AttributeValue::S("another-execution".into()))
             .item("leaseExpires", AttributeValue::N(until.to_string()))
             .send()
@@ -949,7 +947,8 @@ async fn dynamodb_loads_take_turns_through_a_lease_and_mark_what_they_loaded() {
     let item = client
         .get_item()
         .table_name("lease-table")
-        .key("date", AttributeValue::S("meta#load".into()))
+        .key("pk", AttributeValue::S("meta".into()))
+        .key("sk", AttributeValue::S("load".into()))
         .consistent_read(true)
         .send()
         .await
@@ -1019,7 +1018,7 @@ mod mocked {
     }
 
     fn date_of(w: &WriteRequest) -> String {
-        match w.put_request().unwrap().item().get("date") {
+        match w.put_request().unwrap().item().get("sk") {
             Some(AttributeValue::S(s)) => s.clone(),
             other => panic!("no date: {other:?}"),
         }
@@ -1414,4 +1413,84 @@ async fn a_dry_run_notification_is_filtered_out_by_the_subscribers_policy() {
     );
     assert!(subscriber.iter().any(|m| m.contains("smoke-false")));
     assert!(subscriber.iter().any(|m| m.contains("notify step failed")));
+}
+
+/// The table's key design (src/store/dynamodb.rs): a run reads the load marker (GetItem,
+/// both extracts) and the series (one Query of its partition, the diff); the API reads the
+/// series and the newest runs (a Query of the ledger's index with a Limit). None of it
+/// grows with the number of ledger records: measured here after 1 and after 1,000 of them,
+/// in read units computed from the sizes of the items each request returned.
+#[tokio::test]
+async fn reads_grow_with_the_series_not_with_the_ledger() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let config = moto.sdk_config().await;
+    moto.create_table(&config, "growth").await;
+    let store = DynamoStore::from_conf(&config, "growth");
+    use covid_etl::ledger::RunLedger;
+    let notifier = covid_etl::notify::MemoryNotifier::default();
+    let (merged, _, _) = run_chain(
+        &fixture("nyt/us.csv"),
+        &fixture("jhu/combined.csv"),
+        &store,
+        &notifier,
+    )
+    .await;
+    let record = |i: usize| -> covid_etl::ledger::RunRecord {
+        serde_json::from_value(serde_json::json!({
+            "executionId": format!("arn:aws:states:us-east-1:123456789012:execution:covid-etl-prod:daily-{i:04}"),
+            "executionName": format!("daily-{i:04}"),
+            "startedAt": format!("2026-01-01T00:00:00.{i:03}Z"),
+            "durationMs": 5000,
+            "status": "SUCCEEDED",
+            "load": {"inserted": 1, "updated": 0, "unchanged": 419},
+            "warnings": ["nyt: cases fell from 100 to 99 on 2020-03-02"],
+        }))
+        .unwrap()
+    };
+    // (units of a run's reads, units of an API request's reads, runs listed)
+    let reads = async || {
+        let before = store.read_units();
+        store.marker().await.unwrap(); // ExtractNyt
+        store.marker().await.unwrap(); // ExtractJhu
+        assert_eq!(store.series().await.unwrap(), merged.records); // DiffAndLoad
+        let run = store.read_units() - before;
+        let before = store.read_units();
+        store.series().await.unwrap();
+        let listed = store.runs(20).await.unwrap();
+        (run, store.read_units() - before, listed)
+    };
+    store.record_run(&record(0)).await.unwrap();
+    moto.record().await;
+    let (run_1, api_1, listed) = reads().await;
+    assert_eq!(listed.len(), 1);
+    for i in 1..20 {
+        store.record_run(&record(i)).await.unwrap();
+    }
+    let (run_20, api_20, _) = reads().await;
+    for i in 20..1000 {
+        store.record_run(&record(i)).await.unwrap();
+    }
+    let (run_1000, api_1000, listed) = reads().await;
+    assert_eq!(
+        moto.count_target(SCAN).await,
+        0,
+        "no Scan: every read is by key"
+    );
+    println!(
+        "read units after 1, 20 and 1,000 ledger records ({} days): a run {run_1}, {run_20}, \
+         {run_1000}; an API request (series and the newest 20 runs) {api_1}, {api_20}, {api_1000}",
+        merged.records.len()
+    );
+    assert_eq!((run_20, run_1000), (run_1, run_1));
+    // The API lists at most 20 runs: its reads stop growing at 20 records.
+    assert_eq!(api_1000, api_20);
+    // The newest 20, newest first; one of them is found by its id.
+    let names: Vec<_> = listed.iter().map(|r| r.execution_name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"daily-0999"));
+    assert_eq!(names.len(), 20);
+    assert_eq!(names[19], "daily-0980");
+    let one = store.run(&record(500).execution_id).await.unwrap();
+    assert_eq!(one.map(|r| r.execution_name).as_deref(), Some("daily-0500"));
 }

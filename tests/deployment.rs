@@ -79,6 +79,8 @@ const ENVIRONMENT: &[(&str, &[&str])] = &[
 enum On {
     /// `{"Fn::GetAtt": ["EtlTable", "Arn"]}`
     Table,
+    /// `{"Fn::Sub": "${EtlTable.Arn}/index/runs-by-start"}`: the ledger by start time
+    RunsIndex,
     /// `{"Ref": "AlertTopic"}`
     Topic,
     /// `{"Ref": <the state machine>}`
@@ -101,7 +103,7 @@ const ROLES: &[(&str, &[(&str, On)])] = &[
     (
         "DiffAndLoad",
         &[
-            ("dynamodb:Scan", On::Table),
+            ("dynamodb:Query", On::Table),
             ("dynamodb:BatchWriteItem", On::Table),
             ("dynamodb:UpdateItem", On::Table),
         ],
@@ -127,7 +129,14 @@ const ROLES: &[(&str, &[(&str, On)])] = &[
             ("kms:Decrypt", On::Key),
         ],
     ),
-    (API, &[("dynamodb:Scan", On::Table)]),
+    (
+        API,
+        &[
+            ("dynamodb:Query", On::Table),
+            ("dynamodb:GetItem", On::Table),
+            ("dynamodb:Query", On::RunsIndex),
+        ],
+    ),
 ];
 
 /// The dashboard and its API; no state of the ASL.
@@ -573,6 +582,7 @@ fn function_roles_are_least_privilege() {
     let (sm_id, _) = the_state_machine(&t);
     let resource_of = |on: On| match on {
         On::Table => json!({"Fn::GetAtt": ["EtlTable", "Arn"]}),
+        On::RunsIndex => json!({"Fn::Sub": "${EtlTable.Arn}/index/runs-by-start"}),
         On::Topic => json!({"Ref": "AlertTopic"}),
         On::StateMachine => json!({"Ref": sm_id}),
         On::Executions => json!({"Fn::Sub": format!(
@@ -933,13 +943,29 @@ fn table_is_on_demand_with_point_in_time_recovery() {
         p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
         true
     );
+    // The keys and index the store reads by (src/store/dynamodb.rs, `create_table`).
     assert_eq!(
         p["KeySchema"],
-        json!([{"AttributeName": "date", "KeyType": "HASH"}])
+        json!([{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
     );
     assert_eq!(
         p["AttributeDefinitions"],
-        json!([{"AttributeName": "date", "AttributeType": "S"}])
+        json!([
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "startedAt", "AttributeType": "S"}
+        ])
+    );
+    assert_eq!(
+        p["LocalSecondaryIndexes"],
+        json!([{
+            "IndexName": covid_etl::store::dynamodb::RUNS_BY_START,
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "startedAt", "KeyType": "RANGE"}
+            ],
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["record"]}
+        }])
     );
     let policy = if expected_stage() == "prod" {
         "Retain"

@@ -1,20 +1,27 @@
-//! The DynamoDB store: one item per day in a table keyed by `date`.
+//! The DynamoDB store: the series, its load marker and the run ledger in one table.
 //!
 //! # Table layout
-//! Partition key `date` (S, `YYYY-MM-DD`), no sort key. Each day has the numbers `cases` and
-//! `deaths`, and `recovered` when the source reports it: an unknown value is an *absent*
-//! attribute, never 0.
+//! A single-table design keyed so that every read is a GetItem or a Query on its own
+//! partition, never a Scan — what a run or an API request reads grows with the series, not
+//! with the number of runs. Partition key `pk` (S), sort key `sk` (S):
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | one day of the series | `series` | `YYYY-MM-DD` | `cases`, `deaths`, `recovered` when reported |
+//! | the load lease and marker | `meta` | `load` | `leaseHolder`, `leaseExpires`, `marker` |
+//! | one execution's ledger record | `run` | the execution id | `startedAt`, `record` |
+//!
+//! An unknown `recovered` is an *absent* attribute, never 0. The local secondary index
+//! [`RUNS_BY_START`] sorts the `run` partition by `startedAt`, so the newest runs are one
+//! Query with a `Limit`; day items have no `startedAt` and are not in it. [`create_table`] is
+//! the table as `serverless.yml` deploys it (a deployment test compares the two).
 //!
 //! # Reading
-//! [`Store::series`] pages through a strongly consistent Scan that projects the four
-//! attributes. The table is small (one item of about 50 bytes per day: a few years of data is
-//! ~100 KB, some 25 read units per full scan), a diff needs every day anyway, and a Scan
-//! needs no index, so nothing cheaper is worth its complexity. The same table may also hold
-//! other items (the run ledger uses keys such as `run#…`): items whose key is not a
-//! `YYYY-MM-DD` date are skipped, so such items can share the table without ever being
-//! mistaken for days. An item whose key *is* a date but whose numbers are missing or
-//! malformed is reported as a [`EtlError::StoreError`]: that is a corrupt day, not another
-//! kind of item.
+//! [`Store::series`] is one strongly consistent Query of the `series` partition (paged):
+//! about 54 bytes a day, 6 read units for the 420 days of 2020-01-22…2021-03-16, whatever
+//! the ledger holds. The load marker is one GetItem. The read units are computed
+//! from the items' sizes with DynamoDB's rule and counted ([`DynamoStore::read_units`]), as
+//! the write units are, because local servers report made-up consumed capacity.
 //!
 //! # Writing
 //! [`Store::write`] puts the records with BatchWriteItem, [`MAX_BATCH`] (25) items per request,
@@ -53,6 +60,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnConsumedCapacity, WriteRequest};
 use futures::{StreamExt, stream};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The most items one BatchWriteItem request may carry.
@@ -132,6 +141,18 @@ impl Default for LeasePolicy {
     }
 }
 
+/// The partition and sort key attributes.
+const PK: &str = "pk";
+const SK: &str = "sk";
+/// The partitions.
+const SERIES: &str = "series";
+const META: &str = "meta";
+const RUNS: &str = "run";
+/// The sort key of the item that holds the load lease and the load marker.
+const LOAD: &str = "load";
+/// The local secondary index of the ledger by start time (`startedAt`).
+pub const RUNS_BY_START: &str = "runs-by-start";
+
 /// The series table in DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -139,6 +160,8 @@ pub struct DynamoStore {
     table: String,
     policy: WritePolicy,
     lease: LeasePolicy,
+    /// Read units consumed so far, computed from the sizes of the items read.
+    read_units: Arc<AtomicU64>,
 }
 
 impl DynamoStore {
@@ -148,7 +171,99 @@ impl DynamoStore {
             table: table.into(),
             policy: WritePolicy::default(),
             lease: LeasePolicy::default(),
+            read_units: Arc::default(),
         }
+    }
+
+    /// The strongly consistent read units this store's reads have consumed: per request,
+    /// 1 per started 4 KB of the items it returned (at least 1).
+    pub fn read_units(&self) -> u64 {
+        self.read_units.load(Ordering::Relaxed)
+    }
+
+    fn count_read<'a>(&self, items: impl IntoIterator<Item = &'a HashMap<String, AttributeValue>>) {
+        let bytes: usize = items.into_iter().map(item_size).sum();
+        let units = (bytes.div_ceil(4096) as u64).max(1);
+        self.read_units.fetch_add(units, Ordering::Relaxed);
+    }
+
+    /// A Query of one partition (of the table, or of `index`), newest-first when `backwards`,
+    /// at most `limit` items, only the `projection` attributes (all when empty); every
+    /// page's items in turn go to `each`.
+    async fn query(
+        &self,
+        partition: &str,
+        index: Option<&str>,
+        backwards: bool,
+        limit: Option<usize>,
+        projection: &[&str],
+        mut each: impl FnMut(&HashMap<String, AttributeValue>) -> Result<()>,
+    ) -> Result<()> {
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(str::to_string))
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", AttributeValue::S(partition.into()))
+            .scan_index_forward(!backwards)
+            .set_limit(limit.map(|l| l.clamp(1, i32::MAX as usize) as i32));
+        // A placeholder for every name: `date`-like reserved words never surprise.
+        let names: Vec<String> = (0..projection.len()).map(|i| format!("#p{i}")).collect();
+        for (placeholder, name) in names.iter().zip(projection) {
+            request = request.expression_attribute_names(placeholder, *name);
+        }
+        if !names.is_empty() {
+            request = request.projection_expression(names.join(", "));
+        }
+        let mut pages = request.into_paginator().send();
+        let mut seen = 0usize;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                EtlError::StoreError(format!(
+                    "Query {} ({partition}): {}",
+                    self.table,
+                    sdk_error_text(&e).1
+                ))
+            })?;
+            self.count_read(page.items());
+            for item in page.items() {
+                each(item)?;
+                seen += 1;
+                if limit.is_some_and(|l| seen >= l) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One item by its key, strongly consistent.
+    async fn get(
+        &self,
+        partition: &str,
+        sort: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(partition.into()))
+            .key(SK, AttributeValue::S(sort.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                EtlError::StoreError(format!(
+                    "GetItem {} ({partition} {sort}): {}",
+                    self.table,
+                    sdk_error_text(&e).1
+                ))
+            })?;
+        self.count_read(out.item());
+        Ok(out.item)
     }
 
     /// Replaces how the load lease is held and waited for.
@@ -265,34 +380,15 @@ enum Failure {
 #[async_trait]
 impl Store for DynamoStore {
     async fn series(&self) -> Result<Vec<DailyRecord>> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            // `date` is a DynamoDB reserved word: every name goes through a placeholder.
-            .projection_expression("#d, #c, #x, #r")
-            .expression_attribute_names("#d", "date")
-            .expression_attribute_names("#c", "cases")
-            .expression_attribute_names("#x", "deaths")
-            .expression_attribute_names("#r", "recovered")
-            .into_paginator()
-            .send();
         let mut records = Vec::new();
-        let mut skipped = 0usize;
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                EtlError::StoreError(format!("Scan {}: {}", self.table, sdk_error_text(&e).1))
-            })?;
-            for item in page.items() {
-                match record_from_item(item)? {
-                    Some(r) => records.push(r),
-                    None => skipped += 1,
-                }
-            }
-        }
-        records.sort_by_key(|r| r.date);
-        tracing::debug!(table = %self.table, days = records.len(), skipped, "scanned");
+        // Whole items: a projection would not lower the units (DynamoDB bills a Query by
+        // the size of the items it reads), and whole items let them be counted exactly.
+        self.query(SERIES, None, false, None, &[], |item| {
+            records.push(record_from_item(item)?);
+            Ok(())
+        })
+        .await?;
+        tracing::debug!(table = %self.table, days = records.len(), "queried the series");
         Ok(records)
     }
 
@@ -370,16 +466,9 @@ impl Store for DynamoStore {
     }
 
     async fn marker(&self) -> Result<Option<LoadMarker>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("date", AttributeValue::S(LOAD_KEY.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.meta_error("GetItem", sdk_error_text(&e).1))?;
-        out.item()
+        self.get(META, LOAD)
+            .await?
+            .as_ref()
             .and_then(|item| item.get("marker"))
             .map(|v| {
                 let text = v
@@ -391,9 +480,6 @@ impl Store for DynamoStore {
     }
 }
 
-/// The item that holds the load lease and the load marker.
-const LOAD_KEY: &str = "meta#load";
-
 fn epoch_ms(t: std::time::SystemTime) -> String {
     t.duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -403,7 +489,7 @@ fn epoch_ms(t: std::time::SystemTime) -> String {
 
 impl DynamoStore {
     fn meta_error(&self, op: &str, e: impl std::fmt::Display) -> EtlError {
-        EtlError::StoreError(format!("{op} {} ({LOAD_KEY}): {e}", self.table))
+        EtlError::StoreError(format!("{op} {} ({META} {LOAD}): {e}", self.table))
     }
 
     /// Takes the lease for `holder` when it is free or expired, waiting up to
@@ -416,7 +502,8 @@ impl DynamoStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key("date", AttributeValue::S(LOAD_KEY.into()))
+                .key(PK, AttributeValue::S(META.into()))
+                .key(SK, AttributeValue::S(LOAD.into()))
                 .update_expression("SET leaseHolder = :me, leaseExpires = :until")
                 .condition_expression("attribute_not_exists(leaseHolder) OR leaseExpires < :now")
                 .expression_attribute_values(":me", AttributeValue::S(holder.into()))
@@ -454,7 +541,8 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("date", AttributeValue::S(LOAD_KEY.into()))
+            .key(PK, AttributeValue::S(META.into()))
+            .key(SK, AttributeValue::S(LOAD.into()))
             .condition_expression("leaseHolder = :me")
             .expression_attribute_values(":me", AttributeValue::S(holder.into()));
         let release = "REMOVE leaseHolder, leaseExpires";
@@ -506,7 +594,8 @@ impl DynamoStore {
 /// The item for one day: `recovered` is left out when unknown.
 pub fn item(record: &DailyRecord) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
-        ("date".to_string(), AttributeValue::S(iso(record.date))),
+        (PK.to_string(), AttributeValue::S(SERIES.into())),
+        (SK.to_string(), AttributeValue::S(iso(record.date))),
         (
             "cases".to_string(),
             AttributeValue::N(record.cases.to_string()),
@@ -530,15 +619,18 @@ fn put_request(record: &DailyRecord) -> WriteRequest {
     WriteRequest::builder().put_request(put).build()
 }
 
-/// The day an item holds; `None` for items whose key is not a `YYYY-MM-DD` date (other kinds
-/// of items sharing the table).
-pub fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<Option<DailyRecord>> {
-    let Some(AttributeValue::S(key)) = item.get("date") else {
-        return Ok(None);
+/// The day a `series` item holds; a malformed one is a corrupt day, a [`EtlError::StoreError`].
+pub fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<DailyRecord> {
+    let key = match item.get(SK) {
+        Some(AttributeValue::S(key)) => key.as_str(),
+        _ => {
+            return Err(EtlError::StoreError(
+                "a series item without its date (sk)".into(),
+            ));
+        }
     };
-    let Ok(date) = crate::record::parse_iso(key.as_bytes()) else {
-        return Ok(None);
-    };
+    let date = crate::record::parse_iso(key.as_bytes())
+        .map_err(|_| EtlError::StoreError(format!("series item {key:?}: sk is not a date")))?;
     let number = |name: &str| -> Result<Option<u64>> {
         match item.get(name) {
             None | Some(AttributeValue::Null(_)) => Ok(None),
@@ -553,12 +645,12 @@ pub fn record_from_item(item: &HashMap<String, AttributeValue>) -> Result<Option
     let required = |name: &str| -> Result<u64> {
         number(name)?.ok_or_else(|| EtlError::StoreError(format!("item {key}: {name} is missing")))
     };
-    Ok(Some(DailyRecord::new(
+    Ok(DailyRecord::new(
         date,
         required("cases")?,
         required("deaths")?,
         number("recovered")?,
-    )))
+    ))
 }
 
 /// The size DynamoDB bills for an item: each attribute's name (UTF-8 bytes) plus its value; a
@@ -588,26 +680,31 @@ pub fn write_units(record: &DailyRecord) -> u64 {
     (item_size(&item(record)).div_ceil(1024) as u64).max(1)
 }
 
-/// The run ledger shares the series table: one item per execution under the key
-/// `run#<execution id>`. One table keeps the deployment, IAM and backups simple; the series
-/// scan skips these keys (they are not dates), and at one small item a day the ledger never
-/// makes that scan noticeably dearer.
-const RUN_PREFIX: &str = "run#";
-
+/// The run ledger shares the series table, in its own partition (`run`): one table keeps the
+/// deployment, IAM and backups simple, and no read of one partition touches the other.
 impl DynamoStore {
     fn ledger_error(&self, op: &str, e: impl std::fmt::Display) -> EtlError {
         EtlError::StoreError(format!("{op} {} (run ledger): {e}", self.table))
     }
+}
 
-    async fn put_run(&self, run: &RunRecord) -> Result<()> {
+fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRecord> {
+    let text = item
+        .get("record")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| EtlError::StoreError("a run item without its record".into()))?;
+    serde_json::from_str(text).map_err(EtlError::store)
+}
+
+#[async_trait]
+impl RunLedger for DynamoStore {
+    async fn record_run(&self, run: &RunRecord) -> Result<()> {
         let text = serde_json::to_string(run).map_err(EtlError::store)?;
         self.client
             .put_item()
             .table_name(&self.table)
-            .item(
-                "date",
-                AttributeValue::S(format!("{RUN_PREFIX}{}", run.execution_id)),
-            )
+            .item(PK, AttributeValue::S(RUNS.into()))
+            .item(SK, AttributeValue::S(run.execution_id.clone()))
             .item("startedAt", AttributeValue::S(run.started_at.clone()))
             .item("record", AttributeValue::S(text))
             .send()
@@ -616,65 +713,78 @@ impl DynamoStore {
         Ok(())
     }
 
-    async fn get_run(&self, key: &str) -> Result<Option<RunRecord>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("date", AttributeValue::S(key.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.ledger_error("GetItem", sdk_error_text(&e).1))?;
-        out.item()
-            .and_then(|item| item.get("record"))
+    async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>> {
+        self.get(RUNS, execution_id)
+            .await?
+            .as_ref()
             .map(parse_run)
             .transpose()
     }
-}
-
-fn parse_run(value: &AttributeValue) -> Result<RunRecord> {
-    let text = value
-        .as_s()
-        .map_err(|_| EtlError::StoreError("run record is not a string".into()))?;
-    serde_json::from_str(text).map_err(EtlError::store)
-}
-
-#[async_trait]
-impl RunLedger for DynamoStore {
-    async fn record_run(&self, run: &RunRecord) -> Result<()> {
-        self.put_run(run).await
-    }
-
-    async fn run(&self, execution_id: &str) -> Result<Option<RunRecord>> {
-        self.get_run(&format!("{RUN_PREFIX}{execution_id}")).await
-    }
 
     async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("begins_with(#d, :p)")
-            .projection_expression("#r")
-            .expression_attribute_names("#d", "date")
-            .expression_attribute_names("#r", "record")
-            .expression_attribute_values(":p", AttributeValue::S(RUN_PREFIX.into()))
-            .into_paginator()
-            .send();
         let mut runs = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.ledger_error("Scan", sdk_error_text(&e).1))?;
-            for item in page.items() {
-                if let Some(v) = item.get("record") {
-                    runs.push(parse_run(v)?);
-                }
-            }
+        if limit == 0 {
+            return Ok(runs);
         }
-        runs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
-        runs.truncate(limit);
+        let index = Some(RUNS_BY_START);
+        self.query(RUNS, index, true, Some(limit), &["record"], |item| {
+            runs.push(parse_run(item)?);
+            Ok(())
+        })
+        .await?;
         Ok(runs)
     }
+}
+
+/// Creates the table as `serverless.yml` deploys it (keys, index, on-demand billing): for
+/// tests against a local server, and for anyone running the pipeline on their own table.
+pub async fn create_table(client: &Client, name: &str) -> Result<()> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let string = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("a complete attribute definition")
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("a complete key element")
+    };
+    let by_start = LocalSecondaryIndex::builder()
+        .index_name(RUNS_BY_START)
+        .key_schema(key(PK, KeyType::Hash))
+        .key_schema(key("startedAt", KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes("record")
+                .build(),
+        )
+        .build()
+        .expect("a complete index");
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(string(PK))
+        .attribute_definitions(string(SK))
+        .attribute_definitions(string("startedAt"))
+        .key_schema(key(PK, KeyType::Hash))
+        .key_schema(key(SK, KeyType::Range))
+        .local_secondary_indexes(by_start)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(|e| {
+            EtlError::StoreError(format!("CreateTable {name}: {}", sdk_error_text(&e).1))
+        })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -694,19 +804,20 @@ mod tests {
     fn items_omit_unknown_recovered_and_round_trip() {
         let known = day("2020-03-01", 75, 1, Some(7));
         let unknown = day("2020-03-02", 100, 0, None);
-        assert_eq!(item(&known).len(), 4);
+        assert_eq!(item(&known).len(), 5);
         assert!(!item(&unknown).contains_key("recovered"));
-        assert_eq!(record_from_item(&item(&known)).unwrap(), Some(known));
-        assert_eq!(record_from_item(&item(&unknown)).unwrap(), Some(unknown));
+        assert_eq!(record_from_item(&item(&known)).unwrap(), known);
+        assert_eq!(record_from_item(&item(&unknown)).unwrap(), unknown);
     }
 
     #[test]
-    fn non_date_keys_are_skipped_but_broken_days_are_errors() {
-        let ledger = HashMap::from([(
-            "date".to_string(),
-            AttributeValue::S("run#2020-03-01T00:00:00Z".into()),
-        )]);
-        assert_eq!(record_from_item(&ledger).unwrap(), None);
+    fn broken_days_are_errors() {
+        let mut not_a_date = item(&day("2020-03-01", 1, 1, None));
+        not_a_date.insert(SK.into(), AttributeValue::S("2020-02-30".into()));
+        assert!(matches!(
+            record_from_item(&not_a_date),
+            Err(EtlError::StoreError(m)) if m.contains("sk is not a date")
+        ));
         let mut broken = item(&day("2020-03-01", 1, 1, None));
         broken.remove("deaths");
         assert!(matches!(
@@ -717,9 +828,9 @@ mod tests {
 
     #[test]
     fn item_sizes_follow_the_dynamodb_rule() {
-        // date(4)+10, cases(5)+1+ceil(5/2)=9, deaths(6)+1+1=8, recovered(9)+1+1=11
+        // pk(2)+6, sk(2)+10, cases(5)+1+ceil(5/2)=9, deaths(6)+1+1=8, recovered(9)+1+1=11
         let r = day("2020-03-01", 12345, 1, Some(7));
-        assert_eq!(item_size(&item(&r)), 14 + 9 + 8 + 11);
+        assert_eq!(item_size(&item(&r)), 8 + 12 + 9 + 8 + 11);
         assert_eq!(number_size("1000000"), 2);
         assert_eq!(number_size("0"), 1);
         assert_eq!(write_units(&r), 1);

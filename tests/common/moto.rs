@@ -98,30 +98,10 @@ impl Moto {
         Some(moto)
     }
 
-    /// Creates the table the project deploys: on-demand, keyed by the string `date`.
+    /// Creates the table the project deploys (`covid_etl::store::dynamodb::create_table`).
     pub async fn create_table(&self, config: &aws_config::SdkConfig, name: &str) {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
-        aws_sdk_dynamodb::Client::new(config)
-            .create_table()
-            .table_name(name)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("date")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("date")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
+        let client = aws_sdk_dynamodb::Client::new(config);
+        covid_etl::store::dynamodb::create_table(&client, name)
             .await
             .expect("create table");
     }

@@ -126,12 +126,13 @@ export function expectedSeries(nytFile, jhuFile) {
     .sort((a, b) => a.date.localeCompare(b.date));
 }
 
-/** The series rows of a DynamoDB scan (the run ledger's `run#…` items skipped), as above. */
+/** The series rows of a DynamoDB scan (the `series` partition; the marker and the run ledger
+ * live in others), as above. */
 export function seriesOf(items) {
   return items
-    .filter((item) => /^\d{4}-\d{2}-\d{2}$/.test(item.date.S))
+    .filter((item) => item.pk.S === "series")
     .map((item) => ({
-      date: item.date.S,
+      date: item.sk.S,
       cases: Number(item.cases.N),
       deaths: Number(item.deaths.N),
       ...(item.recovered && { recovered: Number(item.recovered.N) }),

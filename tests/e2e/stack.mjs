@@ -30,8 +30,8 @@ export class Stack {
   /** The table's CreateTable request: its own properties, minus what moto does not model. */
   tableRequest() {
     const [, { Properties: p }] = this.only("AWS::DynamoDB::Table");
-    const { TableName, BillingMode, AttributeDefinitions, KeySchema } = p;
-    return { TableName, BillingMode, AttributeDefinitions, KeySchema };
+    const { TableName, BillingMode, AttributeDefinitions, KeySchema, LocalSecondaryIndexes } = p;
+    return { TableName, BillingMode, AttributeDefinitions, KeySchema, LocalSecondaryIndexes };
   }
 
   /** The pipeline's topic (the other one, OpsTopic, takes the alarms). */
