@@ -4,7 +4,8 @@
 //! `Province/State` is empty.
 
 use super::SourceSeries;
-use super::parse::{Columns, FieldReader, Records, SeriesBuilder};
+use super::parse::{Columns, FieldReader, SeriesBuilder};
+use super::records::Records;
 use crate::error::Result;
 use crate::record::DailyRecord;
 use std::io::Read;
@@ -117,12 +118,12 @@ mod tests {
         assert_eq!(json(crlf), r#"["2020-01-22,1,0,0","2020-01-23,2,1,0"]"#);
         let last_skipped = format!("{HEADER}2020-01-22,US,,1,0,0\n2020-01-22,Peru,,5,0,0");
         assert_eq!(json(&last_skipped), r#"["2020-01-22,1,0,0"]"#);
-        // A bad value on a CRLF file is reported at the line the csv crate reports.
+        // A bad value on a CRLF file is reported at its physical line.
         let e = parse("Date,Country/Region,Province/State,Confirmed,Recovered,Deaths\r\n2020-01-22,US,,x,0,0\r\n".as_bytes())
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "jhu line 1 column \"Confirmed\": \"x\" is not a whole number"
+            "jhu line 2 column \"Confirmed\": \"x\" is not a whole number"
         );
     }
 

@@ -6,11 +6,12 @@ mod fetch;
 pub mod jhu;
 pub mod nyt;
 mod parse;
+mod records;
 
 pub use access::{Allowlist, Origin, SourcePolicy};
 pub use fetch::{HttpConfig, Location};
 
-use crate::error::{EtlError, Result};
+use crate::error::Result;
 use crate::record::DailyRecord;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -128,55 +129,6 @@ pub async fn extract(
         not_modified,
         records: series.records,
         warnings: series.warnings,
-    })
-}
-
-fn csv_reader<R: Read>(reader: R) -> csv::Reader<R> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .buffer_capacity(256 * 1024)
-        .from_reader(reader)
-}
-
-fn headers<R: Read>(source_name: &str, csv: &mut csv::Reader<R>) -> Result<csv::ByteRecord> {
-    let mut header = csv::ByteRecord::new();
-    if !next_record(source_name, csv, &mut header)? {
-        return Err(EtlError::SchemaError {
-            source_name: source_name.to_string(),
-            reason: "the file is empty (no header line)".into(),
-        });
-    }
-    Ok(header)
-}
-
-/// Reads the next record, turning CSV structure errors into data-quality errors with their
-/// place, and I/O failures (a dropped connection, an oversized body) into their own errors.
-fn next_record<R: Read>(
-    source_name: &str,
-    csv: &mut csv::Reader<R>,
-    row: &mut csv::ByteRecord,
-) -> Result<bool> {
-    csv.read_byte_record(row).map_err(|e| {
-        let line = e.position().map_or(0, |p| p.line());
-        match e.into_kind() {
-            csv::ErrorKind::Io(io) => fetch::io_error_to_etl(source_name, io),
-            csv::ErrorKind::UnequalLengths {
-                expected_len, len, ..
-            } => EtlError::DataQualityError {
-                source_name: source_name.to_string(),
-                line,
-                column: "(row)".into(),
-                value: format!("{len} fields"),
-                reason: format!("does not match the header's {expected_len} fields"),
-            },
-            other => EtlError::DataQualityError {
-                source_name: source_name.to_string(),
-                line,
-                column: "(row)".into(),
-                value: String::new(),
-                reason: format!("is not valid CSV: {other:?}"),
-            },
-        }
     })
 }
 

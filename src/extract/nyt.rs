@@ -2,6 +2,7 @@
 
 use super::SourceSeries;
 use super::parse::{Columns, FieldReader, SeriesBuilder};
+use super::records::Records;
 use crate::error::Result;
 use crate::record::DailyRecord;
 use std::io::Read;
@@ -12,25 +13,24 @@ pub const DEFAULT_URL: &str =
 
 /// Reads the whole file as a stream; every row must be valid.
 pub fn parse(reader: impl Read) -> Result<SourceSeries> {
-    let mut csv = super::csv_reader(reader);
-    let columns = Columns::new(SOURCE_NAME, super::headers(SOURCE_NAME, &mut csv)?)?;
+    let mut rows = Records::new(SOURCE_NAME, reader);
+    let columns = Columns::new(SOURCE_NAME, rows.headers()?)?;
     let (date, cases, deaths) = (
         columns.index("date")?,
         columns.index("cases")?,
         columns.index("deaths")?,
     );
     let mut series = SeriesBuilder::new(SOURCE_NAME);
-    let mut row = csv::ByteRecord::new();
-    while super::next_record(SOURCE_NAME, &mut csv, &mut row)? {
-        let line = row.position().map_or(0, |p| p.line());
+    while rows.next()? {
+        let line = rows.line();
         let f = FieldReader {
             source_name: SOURCE_NAME,
             line,
         };
         let record = DailyRecord::new(
-            f.date("date", &row[date])?,
-            f.count("cases", &row[cases])?,
-            f.count("deaths", &row[deaths])?,
+            f.date("date", rows.field(date))?,
+            f.count("cases", rows.field(cases))?,
+            f.count("deaths", rows.field(deaths))?,
             None,
         );
         series.push(line, "date", record)?;
@@ -63,6 +63,16 @@ mod tests {
         assert!(
             e.to_string().contains("missing required column \"deaths\""),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn names_the_physical_line_on_a_crlf_file() {
+        let e = parse("date,cases,deaths\r\n2020-01-21,1,0\r\n\r\n2020-01-22,x,0\r\n".as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "nyt line 4 column \"cases\": \"x\" is not a whole number"
         );
     }
 
