@@ -127,7 +127,7 @@ fn print_payload_sizes() {
         .records
         .last()
         .map_or_else(|| chrono::Utc::now().date_naive(), |r| r.date);
-    let merged = steps::merge(request, &steps::QualityPolicy::default(), today).unwrap();
+    let merged = steps::merge(request, &covid_etl::merge::QualityPolicy::default(), today).unwrap();
     let load = LoadRequest {
         merged: merged.clone(),
         options: RunOptions::default(),

@@ -19,8 +19,10 @@
 //! | `COVID_ETL_TIME_SCALE` | 1 | divides engine waits (tests), > 0 |
 
 use crate::error::{EtlError, Result};
-use crate::extract::{Allowlist, HttpConfig, SourceKind, SourcePolicy};
-use crate::steps::{NotifySettings, QualityPolicy, SourceConfig};
+use crate::extract::{Allowlist, HttpConfig, Location, SourceKind, SourcePolicy};
+use crate::merge::QualityPolicy;
+use crate::payload::RunOptions;
+use crate::steps::NotifySettings;
 use std::time::Duration;
 
 /// Who runs the pipeline, which decides the default source policy.
@@ -188,6 +190,40 @@ fn whole(v: &str) -> Option<u64> {
         return None;
     }
     v.parse().ok()
+}
+
+/// Where the sources are by default, how to download them, and which locations a run may
+/// read. Built by [`Config`].
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub nyt: String,
+    pub jhu: String,
+    pub http: HttpConfig,
+    pub policy: SourcePolicy,
+}
+
+impl Default for SourceConfig {
+    /// The real sources, default limits, any location (the command line's policy).
+    fn default() -> Self {
+        Self {
+            nyt: SourceKind::Nyt.default_url().to_string(),
+            jhu: SourceKind::Jhu.default_url().to_string(),
+            http: HttpConfig::default(),
+            policy: SourcePolicy::Anywhere,
+        }
+    }
+}
+
+impl SourceConfig {
+    /// The location this run reads `kind` from, if the policy allows it.
+    pub fn location(&self, kind: SourceKind, options: &RunOptions) -> Result<Location> {
+        let (overridden, default) = match kind {
+            SourceKind::Nyt => (&options.nyt, &self.nyt),
+            SourceKind::Jhu => (&options.jhu, &self.jhu),
+        };
+        self.policy
+            .locate(kind.name(), overridden.as_deref().unwrap_or(default))
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! New dates are inserted, changed dates are updated, everything else is left alone and
 //! nothing is ever deleted: a date that disappears from a source keeps its last known values.
 
+use crate::merge::DateSpan;
 use crate::record::DailyRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -49,6 +50,43 @@ pub fn plan(stored: &[DailyRecord], merged: &[DailyRecord], full_reload: bool) -
         plan.writes.push(*record);
     }
     plan
+}
+
+/// From this many dates moved back to smaller counts, a load says its sources look older
+/// than what the store holds. Real revisions touch a few days; an old snapshot loaded over
+/// a newer one moves back every date it shares (116 with the 2021 snapshot over 2023's).
+pub const OLDER_SOURCES_DATES: usize = 7;
+
+/// The warning for sources older than the store, when at least [`OLDER_SOURCES_DATES`] of
+/// the updated dates get a smaller `cases` or `deaths` than stored.
+pub fn older_sources_warning(
+    plan: &LoadPlan,
+    latest: Option<crate::record::DailyRecord>,
+) -> Option<String> {
+    let back: Vec<_> = plan
+        .changed
+        .iter()
+        .filter_map(|(new, old)| {
+            let old = old.as_ref()?;
+            (new.cases < old.cases || new.deaths < old.deaths).then_some(new.date)
+        })
+        .collect();
+    if back.len() < OLDER_SOURCES_DATES {
+        return None;
+    }
+    let spans = DateSpan::group(back.iter().copied());
+    Some(format!(
+        "the sources look older than what is stored: {} dates move back to smaller counts ({}{}); the sources' newest date is {}",
+        back.len(),
+        spans
+            .iter()
+            .take(3)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        if spans.len() > 3 { ", …" } else { "" },
+        latest.map_or("none".to_string(), |r| crate::record::iso(r.date))
+    ))
 }
 
 #[cfg(test)]

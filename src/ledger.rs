@@ -7,7 +7,8 @@ use crate::diff::LoadCounts;
 use crate::error::Result;
 use crate::execution::ExecutionStatus;
 use crate::merge::Dropped;
-use crate::payload::Fingerprints;
+use crate::payload::{ErrorInfo, Fingerprints, NotifyRequest};
+use crate::store::Committed;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +94,41 @@ pub trait RunLedger: Send + Sync {
 
     /// The newest runs first.
     async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>>;
+}
+
+impl RunRecord {
+    /// The ledger's record of a run, from what the notify state is told and what the store says
+    /// it committed. A dry run records no fingerprints: it loaded nothing.
+    pub fn of(
+        r: &NotifyRequest,
+        committed: &Committed,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        let started = r
+            .started_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let dry_run = r.load.as_ref().is_some_and(|l| l.dry_run);
+        Self {
+            execution_id: r.execution_id.clone(),
+            execution_name: r.execution_name.clone(),
+            started_at: r.started_at.clone().unwrap_or_else(|| now.to_rfc3339()),
+            duration_ms: started.map(|s| (now - s.with_timezone(&chrono::Utc)).num_milliseconds()),
+            status: r.status,
+            fingerprints: r.fingerprints.clone().filter(|_| !dry_run),
+            load: r.load.as_ref().map(|l| l.counts).or(match committed {
+                Committed::Load(m) => Some(m.counts),
+                _ => None,
+            }),
+            dry_run,
+            full_reload: r.load.as_ref().is_some_and(|l| l.full_reload),
+            dropped: r.dropped.clone(),
+            warnings: r.all_warnings(),
+            failed_state: r.failed_state.clone(),
+            error: r.error.as_ref().map(|e| e.error.clone()),
+            cause: r.error.as_ref().map(ErrorInfo::message),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,82 @@ pub fn join(nyt: &[DailyRecord], jhu: &[DailyRecord]) -> Result<Joined> {
     Ok(out)
 }
 
+/// The thresholds behind the merge step's data-quality warnings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QualityPolicy {
+    /// A source whose newest date is older than this many days is reported as stale (both
+    /// real sources stopped updating in March 2023: a run must say so, not succeed quietly).
+    pub stale_after_days: i64,
+    /// Fewer common dates than this is reported (none at all is an error).
+    pub min_overlap_days: usize,
+}
+
+impl Default for QualityPolicy {
+    fn default() -> Self {
+        Self {
+            stale_after_days: 3,
+            min_overlap_days: 30,
+        }
+    }
+}
+
+/// The cross-source data-quality warnings of a merge: stale sources (against `today`,
+/// injected so it is testable), JHU's `Recovered` no longer reported, a short overlap, and
+/// `Recovered` missing on the latest days.
+pub fn quality_warnings(
+    nyt: &[DailyRecord],
+    jhu: &[DailyRecord],
+    joined: &Joined,
+    policy: &QualityPolicy,
+    today: NaiveDate,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (name, records) in [("nyt", nyt), ("jhu", jhu)] {
+        if let Some(newest) = records.last().map(|r| r.date) {
+            let age = (today - newest).num_days();
+            if age > policy.stale_after_days {
+                warnings.push(format!(
+                    "{name} is stale: its newest date {} is {age} days old (limit {} days); the source may have stopped updating",
+                    crate::record::iso(newest),
+                    policy.stale_after_days
+                ));
+            }
+        }
+    }
+    if let (Some(first), Some(last)) = (
+        joined.unreported_recovered.first(),
+        joined.unreported_recovered.last(),
+    ) {
+        let days: i64 = joined.unreported_recovered.iter().map(DateSpan::days).sum();
+        warnings.push(format!(
+            "jhu stopped reporting Recovered on {}: its 0 after positive values on {days} days (to {}) is stored as not reported",
+            crate::record::iso(first.first),
+            crate::record::iso(last.last)
+        ));
+    }
+    if joined.records.len() < policy.min_overlap_days {
+        warnings.push(format!(
+            "the sources overlap on only {} days (fewer than {})",
+            joined.records.len(),
+            policy.min_overlap_days
+        ));
+    }
+    let missing_recovered = joined
+        .records
+        .iter()
+        .rev()
+        .take_while(|r| r.recovered.is_none())
+        .count();
+    if missing_recovered > 0 {
+        let since = joined.records[joined.records.len() - missing_recovered].date;
+        warnings.push(format!(
+            "jhu Recovered is not reported for the latest {missing_recovered} days (since {})",
+            crate::record::iso(since)
+        ));
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,7 +70,11 @@ pub struct Merged {
     pub fingerprints: Fingerprints,
 }
 
+/// The fingerprint of each source, by its name. A source missing from a stored record reads
+/// as unknown (the default), so a record written before a source was added stays readable
+/// and that source counts as changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Fingerprints {
     pub nyt: Fingerprint,
     pub jhu: Fingerprint,
@@ -222,4 +226,16 @@ pub struct StatusChangeDetail {
 pub enum NotifyOutcome {
     Sent(Box<NotifyResponse>),
     AlreadyReported,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_of_a_record_that_lacks_a_source_read_as_unknown() {
+        let old: Fingerprints = serde_json::from_str(r#"{"nyt": {"sha256": "ab"}}"#).unwrap();
+        assert_eq!(old.nyt.sha256, "ab");
+        assert_eq!(old.jhu, Default::default());
+    }
 }

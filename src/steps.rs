@@ -1,50 +1,16 @@
 //! One function per state of the state machine. The Lambda binaries and the local engine call
 //! exactly these, so a local run exercises the code production runs.
 
+use crate::config::SourceConfig;
 use crate::diff;
 use crate::error::{EtlError, Result};
 use crate::execution::ExecutionStatus;
-use crate::extract::{self, HttpConfig, Location, SourceKind, SourcePolicy};
+use crate::extract::{self, SourceKind};
 use crate::ledger::{RunLedger, RunOutcome, RunRecord};
-use crate::merge::{self, DateSpan};
-use crate::notify::{Notification, Notifier, subject_line};
+use crate::merge::{self, DateSpan, QualityPolicy};
+use crate::notify::{Notifier, compose};
 use crate::payload::*;
-use crate::store::{Load, LoadMarker, MarkerState, Store, WriteReport};
-use std::collections::BTreeMap;
-
-/// Where the sources are by default, how to download them, and which locations a run may
-/// read. Built by [`crate::config::Config`].
-#[derive(Debug, Clone)]
-pub struct SourceConfig {
-    pub nyt: String,
-    pub jhu: String,
-    pub http: HttpConfig,
-    pub policy: SourcePolicy,
-}
-
-impl Default for SourceConfig {
-    /// The real sources, default limits, any location (the command line's policy).
-    fn default() -> Self {
-        Self {
-            nyt: SourceKind::Nyt.default_url().to_string(),
-            jhu: SourceKind::Jhu.default_url().to_string(),
-            http: HttpConfig::default(),
-            policy: SourcePolicy::Anywhere,
-        }
-    }
-}
-
-impl SourceConfig {
-    /// The location this run reads `kind` from, if the policy allows it.
-    fn location(&self, kind: SourceKind, options: &RunOptions) -> Result<Location> {
-        let (overridden, default) = match kind {
-            SourceKind::Nyt => (&options.nyt, &self.nyt),
-            SourceKind::Jhu => (&options.jhu, &self.jhu),
-        };
-        self.policy
-            .locate(kind.name(), overridden.as_deref().unwrap_or(default))
-    }
-}
+use crate::store::{Committed, Load, Store, WriteReport};
 
 /// The extract states: fetch, validate and fingerprint one source. The fingerprint of the
 /// sources the store holds (its load marker, written with the data) tells whether the source
@@ -82,25 +48,6 @@ pub async fn extract(
     .await
 }
 
-/// The thresholds behind the merge step's data-quality warnings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QualityPolicy {
-    /// A source whose newest date is older than this many days is reported as stale (both
-    /// real sources stopped updating in March 2023: a run must say so, not succeed quietly).
-    pub stale_after_days: i64,
-    /// Fewer common dates than this is reported (none at all is an error).
-    pub min_overlap_days: usize,
-}
-
-impl Default for QualityPolicy {
-    fn default() -> Self {
-        Self {
-            stale_after_days: 3,
-            min_overlap_days: 30,
-        }
-    }
-}
-
 /// The merge state: join on date, collect the warnings of both sources and add the
 /// cross-source ones: stale sources (against `today`, injected so it is testable), a short
 /// overlap, and JHU `Recovered` missing on the latest days.
@@ -112,49 +59,13 @@ pub fn merge(
     let MergeRequest { nyt, jhu } = request;
     let joined = merge::join(&nyt.records, &jhu.records)?;
     let mut warnings: Vec<String> = nyt.warnings.into_iter().chain(jhu.warnings).collect();
-    for (name, records) in [("nyt", &nyt.records), ("jhu", &jhu.records)] {
-        if let Some(newest) = records.last().map(|r| r.date) {
-            let age = (today - newest).num_days();
-            if age > policy.stale_after_days {
-                warnings.push(format!(
-                    "{name} is stale: its newest date {} is {age} days old (limit {} days); the source may have stopped updating",
-                    crate::record::iso(newest),
-                    policy.stale_after_days
-                ));
-            }
-        }
-    }
-    if let (Some(first), Some(last)) = (
-        joined.unreported_recovered.first(),
-        joined.unreported_recovered.last(),
-    ) {
-        let days: i64 = joined.unreported_recovered.iter().map(DateSpan::days).sum();
-        warnings.push(format!(
-            "jhu stopped reporting Recovered on {}: its 0 after positive values on {days} days (to {}) is stored as not reported",
-            crate::record::iso(first.first),
-            crate::record::iso(last.last)
-        ));
-    }
-    if joined.records.len() < policy.min_overlap_days {
-        warnings.push(format!(
-            "the sources overlap on only {} days (fewer than {})",
-            joined.records.len(),
-            policy.min_overlap_days
-        ));
-    }
-    let missing_recovered = joined
-        .records
-        .iter()
-        .rev()
-        .take_while(|r| r.recovered.is_none())
-        .count();
-    if missing_recovered > 0 {
-        let since = joined.records[joined.records.len() - missing_recovered].date;
-        warnings.push(format!(
-            "jhu Recovered is not reported for the latest {missing_recovered} days (since {})",
-            crate::record::iso(since)
-        ));
-    }
+    warnings.extend(merge::quality_warnings(
+        &nyt.records,
+        &jhu.records,
+        &joined,
+        policy,
+        today,
+    ));
     tracing::info!(
         merged = joined.records.len(),
         nyt_only = ?joined.dropped.nyt_only,
@@ -210,7 +121,9 @@ pub async fn diff_and_load(request: LoadRequest, store: &dyn Store) -> Result<Lo
         write_units: cost.write_units,
         latest,
         changed: DateSpan::group(plan.changed.iter().map(|(r, _)| r.date)),
-        warnings: older_sources(&plan, latest).into_iter().collect(),
+        warnings: diff::older_sources_warning(&plan, latest)
+            .into_iter()
+            .collect(),
     };
     tracing::info!(
         inserted = report.counts.inserted,
@@ -221,43 +134,6 @@ pub async fn diff_and_load(request: LoadRequest, store: &dyn Store) -> Result<Lo
         "loaded"
     );
     Ok(report)
-}
-
-/// From this many dates moved back to smaller counts, a load says its sources look older
-/// than what the store holds. Real revisions touch a few days; an old snapshot loaded over
-/// a newer one moves back every date it shares (116 with the 2021 snapshot over 2023's).
-pub const OLDER_SOURCES_DATES: usize = 7;
-
-/// The warning for sources older than the store, when at least [`OLDER_SOURCES_DATES`] of
-/// the updated dates get a smaller `cases` or `deaths` than stored.
-fn older_sources(
-    plan: &diff::LoadPlan,
-    latest: Option<crate::record::DailyRecord>,
-) -> Option<String> {
-    let back: Vec<_> = plan
-        .changed
-        .iter()
-        .filter_map(|(new, old)| {
-            let old = old.as_ref()?;
-            (new.cases < old.cases || new.deaths < old.deaths).then_some(new.date)
-        })
-        .collect();
-    if back.len() < OLDER_SOURCES_DATES {
-        return None;
-    }
-    let spans = DateSpan::group(back.iter().copied());
-    Some(format!(
-        "the sources look older than what is stored: {} dates move back to smaller counts ({}{}); the sources' newest date is {}",
-        back.len(),
-        spans
-            .iter()
-            .take(3)
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-        if spans.len() > 3 { ", …" } else { "" },
-        latest.map_or("none".to_string(), |r| crate::record::iso(r.date))
-    ))
 }
 
 /// Whether a run that found no new data sends a message (it is always recorded).
@@ -291,7 +167,7 @@ pub async fn notify(
         _ => Committed::read(store, &request.execution_id).await,
     };
     ledger
-        .record_run(&run_record(&request, &committed, now))
+        .record_run(&RunRecord::of(&request, &committed, now))
         .await?;
     let notification = compose(&request, &committed);
     if request.status != RunOutcome::NoNewData || settings.notify_no_new_data {
@@ -348,235 +224,6 @@ pub async fn status_change(
         .map(|r| NotifyOutcome::Sent(Box::new(r)))
 }
 
-/// What a failed execution left in the store, as its load marker tells.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Committed {
-    /// Not a failure: the request itself says what was loaded.
-    NotAsked,
-    /// The store's last load is this execution's (finished, or cut short mid-way). Boxed: the
-    /// marker carries both sources' fingerprints, much larger than the other variants.
-    Load(Box<LoadMarker>),
-    /// The last load is another execution's, or none ever ran.
-    Nothing,
-    /// The marker could not be read.
-    Unknown(String),
-}
-
-impl Committed {
-    pub async fn read(store: &dyn Store, execution_id: &str) -> Self {
-        match store.marker().await {
-            Ok(Some(m)) if !execution_id.is_empty() && m.execution_id == execution_id => {
-                Self::Load(Box::new(m))
-            }
-            Ok(_) => Self::Nothing,
-            Err(e) => Self::Unknown(e.to_string()),
-        }
-    }
-
-    /// The line a failure message ends with: what this run changed in the store.
-    fn sentence(&self, failed_state: &str, failure: &str) -> String {
-        match self {
-            Self::Load(m) if m.state == MarkerState::Loaded => format!(
-                "This run's load was committed: loaded {} inserted, {} updated ({} unchanged); then {failed_state} failed: {failure}. The store holds this run's sources; a rerun is safe.",
-                m.counts.inserted, m.counts.updated, m.counts.unchanged
-            ),
-            Self::Load(m) => format!(
-                "This run's load started and did not finish ({} inserted and {} updated planned; some may be written); then {failed_state} failed: {failure}. The next run diffs against what the store holds and completes it.",
-                m.counts.inserted, m.counts.updated
-            ),
-            Self::Nothing if failed_state == "NotifySuccess" => format!(
-                "This run's load was committed before {failed_state} failed ({failure}); another execution has loaded since. A rerun is safe."
-            ),
-            Self::Nothing | Self::NotAsked => {
-                "Nothing from this run was written; a rerun is safe.".into()
-            }
-            Self::Unknown(e) => format!(
-                "Whether this run wrote anything is unknown: the store's load marker could not be read ({e}). A rerun diffs against what the store holds."
-            ),
-        }
-    }
-}
-
-/// The ledger's record of a run, from what the notify state is told and what the store says
-/// it committed. A dry run records no fingerprints: it loaded nothing.
-pub fn run_record(
-    r: &NotifyRequest,
-    committed: &Committed,
-    now: chrono::DateTime<chrono::Utc>,
-) -> RunRecord {
-    let started = r
-        .started_at
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-    let dry_run = r.load.as_ref().is_some_and(|l| l.dry_run);
-    RunRecord {
-        execution_id: r.execution_id.clone(),
-        execution_name: r.execution_name.clone(),
-        started_at: r.started_at.clone().unwrap_or_else(|| now.to_rfc3339()),
-        duration_ms: started.map(|s| (now - s.with_timezone(&chrono::Utc)).num_milliseconds()),
-        status: r.status,
-        fingerprints: r.fingerprints.clone().filter(|_| !dry_run),
-        load: r.load.as_ref().map(|l| l.counts).or(match committed {
-            Committed::Load(m) => Some(m.counts),
-            _ => None,
-        }),
-        dry_run,
-        full_reload: r.load.as_ref().is_some_and(|l| l.full_reload),
-        dropped: r.dropped.clone(),
-        warnings: r.all_warnings(),
-        failed_state: r.failed_state.clone(),
-        error: r.error.as_ref().map(|e| e.error.clone()),
-        cause: r.error.as_ref().map(ErrorInfo::message),
-    }
-}
-
-/// The message attribute (value `true`) of a dry run's notification. The email subscription
-/// on AWS filters on its absence (`{"dryRun": [{"exists": false}]}`, serverless.yml).
-pub const DRY_RUN_ATTRIBUTE: &str = "dryRun";
-
-/// The notification text for a run's outcome; a failure says what this run committed.
-pub fn compose(r: &NotifyRequest, committed: &Committed) -> Notification {
-    let who = if r.execution_name.is_empty() {
-        "covid-etl run".to_string()
-    } else {
-        format!("covid-etl execution {}", r.execution_name)
-    };
-    let mut lines = Vec::new();
-    let mut attributes = BTreeMap::new();
-    attributes.insert("status".into(), r.status.name().into());
-    // The deploy's smoke test on prod is a dry run: the subscribers' filter drops it.
-    if r.load.as_ref().is_some_and(|l| l.dry_run) {
-        attributes.insert(DRY_RUN_ATTRIBUTE.into(), "true".into());
-    }
-    let subject;
-    match r.status {
-        RunOutcome::Succeeded => {
-            let load = r.load.clone().unwrap_or_default();
-            let c = load.counts;
-            let latest = load
-                .latest
-                .map(|l| format!(", latest {}", crate::record::iso(l.date)))
-                .unwrap_or_default();
-            // A dry run's counts are what it would have written, never writes.
-            let (headline, what) = if load.dry_run {
-                (
-                    format!(
-                        "DRY RUN: would insert {}, would update {}",
-                        c.inserted, c.updated
-                    ),
-                    format!(
-                        "Dry run, nothing written: would insert {}, would update {}, {} unchanged.",
-                        c.inserted, c.updated, c.unchanged
-                    ),
-                )
-            } else if load.full_reload {
-                (
-                    format!("SUCCEEDED: full reload, {} rows rewritten", load.written),
-                    format!(
-                        "Full reload: {} rows rewritten ({} new, {} changed, {} unchanged).",
-                        load.written, c.inserted, c.updated, c.unchanged
-                    ),
-                )
-            } else {
-                (
-                    format!("SUCCEEDED: {} inserted, {} updated", c.inserted, c.updated),
-                    format!(
-                        "Loaded: {} inserted, {} updated, {} unchanged.",
-                        c.inserted, c.updated, c.unchanged
-                    ),
-                )
-            };
-            subject = format!("covid-etl {headline}{latest}");
-            lines.push(format!("{who} succeeded."));
-            lines.push(what);
-            if let Some(l) = load.latest {
-                lines.push(format!(
-                    "Latest day {}: {} cases, {} deaths, recovered {}.",
-                    crate::record::iso(l.date),
-                    l.cases,
-                    l.deaths,
-                    l.recovered
-                        .map_or("not reported".to_string(), |v| v.to_string())
-                ));
-            }
-            if let Some(d) = &r.dropped {
-                let list = |spans: &[DateSpan]| {
-                    if spans.is_empty() {
-                        "none".to_string()
-                    } else {
-                        spans
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
-                };
-                lines.push(format!(
-                    "Dates in one source only (not loaded): NYT only: {}; JHU only: {}.",
-                    list(&d.nyt_only),
-                    list(&d.jhu_only)
-                ));
-            }
-        }
-        RunOutcome::NoNewData => {
-            subject = "covid-etl NO_NEW_DATA: sources unchanged since the last load".to_string();
-            lines.push(format!(
-                "{who} found no new data: neither source changed since the last successful load, so nothing was merged or written."
-            ));
-        }
-        RunOutcome::Failed | RunOutcome::TimedOut | RunOutcome::Aborted => {
-            let status = r.status.name();
-            let state = r.failed_state.clone().unwrap_or_else(|| "unknown".into());
-            attributes.insert("failedState".into(), state.clone());
-            let (error, message) = r
-                .error
-                .as_ref()
-                .map(|e| (e.error.clone(), e.message()))
-                .unwrap_or_else(|| ("unknown".into(), String::new()));
-            let after_load = match committed {
-                Committed::Load(m) if m.state == MarkerState::Loaded => format!(
-                    " after loading {} inserted, {} updated",
-                    m.counts.inserted, m.counts.updated
-                ),
-                _ => String::new(),
-            };
-            subject = format!("covid-etl {status} in {state}: {error}{after_load}");
-            lines.push(format!("{who} ended {status} in state {state}."));
-            lines.push(format!("Error: {error}"));
-            lines.push(format!("Cause: {message}"));
-            lines.push(committed.sentence(&state, &error));
-        }
-    }
-    if !r.execution_id.is_empty() {
-        lines.push(format!("Execution: {}", r.execution_id));
-    }
-    if let Some(link) = console_link(&r.execution_id) {
-        lines.push(format!("Console: {link}"));
-    }
-    let warnings = r.all_warnings();
-    if !warnings.is_empty() {
-        lines.push(format!("Warnings ({}):", warnings.len()));
-        lines.extend(warnings.iter().map(|w| format!("- {w}")));
-    }
-    Notification {
-        subject: subject_line(&subject),
-        message: lines.join("\n"),
-        attributes,
-    }
-}
-
-/// The Step Functions console page of an execution ARN
-/// (`arn:aws:states:REGION:ACCOUNT:execution:MACHINE:NAME`).
-pub fn console_link(execution_arn: &str) -> Option<String> {
-    let region = execution_arn
-        .strip_prefix("arn:aws:states:")?
-        .split(':')
-        .next()?;
-    Some(format!(
-        "https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
-    ))
-}
-
 /// A payload as the step's request type. One that does not deserialize (a mismatch between
 /// the definition and the code, or an unknown key in the execution input) is `InvalidInput`,
 /// naming the type and the path of the field.
@@ -597,6 +244,7 @@ mod tests {
     use crate::notify::MockNotifier;
     use crate::record::DailyRecord;
     use crate::store::MockStore;
+    use crate::store::{LoadMarker, MarkerState};
     use chrono::NaiveDate;
 
     fn load_request(dry_run: bool) -> LoadRequest {
@@ -901,7 +549,7 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T06:00:01.5Z")
             .unwrap()
             .to_utc();
-        let run = run_record(&request, &Committed::NotAsked, now);
+        let run = RunRecord::of(&request, &Committed::NotAsked, now);
         assert_eq!(run.fingerprints, None);
         assert_eq!(run.duration_ms, Some(1500));
         assert!(run.dry_run);
@@ -921,13 +569,13 @@ mod tests {
         };
         let six = diff::plan(&stored, &back(6), false);
         assert_eq!(
-            older_sources(&six, back(6).last().copied()),
+            diff::older_sources_warning(&six, back(6).last().copied()),
             None,
             "a few revisions are normal"
         );
         let seven = diff::plan(&stored, &back(7), false);
         assert_eq!(
-            older_sources(&seven, back(7).last().copied()).unwrap(),
+            diff::older_sources_warning(&seven, back(7).last().copied()).unwrap(),
             "the sources look older than what is stored: 7 dates move back to smaller counts (2021-01-01..2021-01-07); the sources' newest date is 2021-01-09"
         );
     }

@@ -2,6 +2,7 @@
 //! handlers its resources map to, and executions persisted in the embedded database.
 
 use crate::backends::Backends;
+use crate::config::SourceConfig;
 use crate::engine::{
     Clock, EventKind, ExecutionOutcome, Executor, HistoryEvent, HistorySink, Jitter, StateMachine,
     TaskContext, TaskError, TaskHandler,
@@ -10,9 +11,10 @@ use crate::error::{EtlError, Result};
 use crate::execution::{ExecutionRecord, ExecutionStatus};
 use crate::extract::SourceKind;
 use crate::functions::Step;
+use crate::merge::QualityPolicy;
 use crate::notify::{Notification, subject_line};
 use crate::payload::{ErrorInfo, RunOptions};
-use crate::steps::{self, SourceConfig};
+use crate::steps;
 use crate::store::{HEARTBEAT_EVERY, HistoryWriter, SqliteDb};
 use serde_json::Value;
 use std::sync::Mutex;
@@ -52,7 +54,7 @@ impl Resource {
 /// `Error`, and the Lambda-shaped JSON as `Cause`.
 pub struct LocalTasks {
     pub sources: SourceConfig,
-    pub quality: steps::QualityPolicy,
+    pub quality: QualityPolicy,
     /// Store, ledger, notifier and the direct `sns:publish` fallback, built together.
     pub backends: Backends,
     pub notify_settings: steps::NotifySettings,
@@ -431,7 +433,7 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let tasks = LocalTasks {
             sources: SourceConfig::default(),
-            quality: steps::QualityPolicy::default(),
+            quality: QualityPolicy::default(),
             backends: Backends {
                 store: store.clone(),
                 ledger: store.clone(),

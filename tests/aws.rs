@@ -10,11 +10,12 @@ mod moto;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use covid_etl::aws::sfn;
+use covid_etl::config::SourceConfig;
 use covid_etl::execution::ExecutionStatus;
 use covid_etl::extract::SourceKind;
 use covid_etl::notify::{Notifier, SnsNotifier};
 use covid_etl::payload::*;
-use covid_etl::steps::{self, SourceConfig};
+use covid_etl::steps;
 use covid_etl::store::dynamodb::LeasePolicy;
 use covid_etl::store::dynamodb::{self, WritePolicy};
 use covid_etl::store::{DynamoStore, Load, MarkerState, MemoryStore, Store};
@@ -62,7 +63,7 @@ async fn extract_and_merge(nyt: &Path, jhu: &Path) -> (Extract2, Merged) {
             nyt: n.clone(),
             jhu: j.clone(),
         },
-        &steps::QualityPolicy::default(),
+        &covid_etl::merge::QualityPolicy::default(),
         today,
     )
     .expect("merge");
@@ -301,7 +302,7 @@ async fn missing_table_and_topic_are_named_errors() {
     let notifier =
         SnsNotifier::from_conf(&config, "arn:aws:sns:us-east-1:123456789012:no-such-topic");
     let e = notifier
-        .publish(&steps::compose(
+        .publish(&covid_etl::notify::compose(
             &NotifyRequest {
                 status: RunOutcome::Succeeded,
                 execution_id: String::new(),
@@ -314,7 +315,7 @@ async fn missing_table_and_topic_are_named_errors() {
                 failed_state: None,
                 error: None,
             },
-            &steps::Committed::NotAsked,
+            &covid_etl::store::Committed::NotAsked,
         ))
         .await
         .unwrap_err();
@@ -1344,7 +1345,7 @@ async fn a_dry_run_notification_is_filtered_out_by_the_subscribers_policy() {
     let sns = aws_sdk_sns::Client::new(&config);
     let (filtered_url, filtered_arn) = create_queue(&moto, "subscriber").await;
     let (all_url, all_arn) = create_queue(&moto, "everything").await;
-    let policy = json!({ steps::DRY_RUN_ATTRIBUTE: [{"exists": false}] }).to_string();
+    let policy = json!({ covid_etl::notify::DRY_RUN_ATTRIBUTE: [{"exists": false}] }).to_string();
     for (arn, filter) in [(&filtered_arn, Some(policy)), (&all_arn, None)] {
         let mut subscribe = sns
             .subscribe()

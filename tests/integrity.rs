@@ -5,12 +5,14 @@
 //! the fixture files computed here, independently of the library's parsers and merge.
 
 use covid_etl::backends::Backends;
+use covid_etl::config::SourceConfig;
 use covid_etl::engine::{MemoryHistory, ScaledClock};
 use covid_etl::execution::{ExecutionRecord, ExecutionStatus};
 use covid_etl::ledger::{RunLedger, RunOutcome};
+use covid_etl::merge::QualityPolicy;
 use covid_etl::notify::{MemoryNotifier, Notification, Notifier};
 use covid_etl::payload::RunOptions;
-use covid_etl::steps::{NotifySettings, QualityPolicy, SourceConfig};
+use covid_etl::steps::NotifySettings;
 use covid_etl::store::{MarkerState, SqliteDb, Store};
 use covid_etl::workflow::{LocalRunner, LocalTasks};
 use serde_json::Value;

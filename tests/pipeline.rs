@@ -2,10 +2,12 @@
 //! bundled fixtures and, when `../shared/data` is present, on the real snapshots.
 
 use chrono::NaiveDate;
+use covid_etl::config::SourceConfig;
 use covid_etl::extract::SourceKind;
+use covid_etl::merge::QualityPolicy;
 use covid_etl::notify::MemoryNotifier;
 use covid_etl::payload::*;
-use covid_etl::steps::{self, QualityPolicy, SourceConfig};
+use covid_etl::steps;
 use covid_etl::store::{Applied, Load, LoadMarker, MemoryStore, SqliteDb, Store, WriteReport};
 use covid_etl::{DailyRecord, Result};
 use std::collections::BTreeMap;

@@ -66,3 +66,14 @@ where
         other => (None, crate::error::with_causes(other)),
     }
 }
+/// The Step Functions console page of an execution ARN
+/// (`arn:aws:states:REGION:ACCOUNT:execution:MACHINE:NAME`).
+pub fn console_link(execution_arn: &str) -> Option<String> {
+    let region = execution_arn
+        .strip_prefix("arn:aws:states:")?
+        .split(':')
+        .next()?;
+    Some(format!(
+        "https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+    ))
+}

@@ -2,11 +2,13 @@
 //! [`Notifier`] implementations only deliver it (the local outbox, SNS).
 
 mod memory;
+mod message;
 mod sns;
 
 #[cfg(feature = "sqlite")]
 pub use crate::store::sqlite::OutboxEntry;
 pub use memory::MemoryNotifier;
+pub use message::{DRY_RUN_ATTRIBUTE, compose};
 pub use sns::SnsNotifier;
 
 use crate::error::Result;

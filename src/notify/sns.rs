@@ -1,6 +1,6 @@
 //! Delivers notifications to an SNS topic.
 //!
-//! The subject and message are the ones [`crate::steps::compose`] built (the subject already
+//! The subject and message are the ones [`super::compose`] built (the subject already
 //! fits SNS's rules); every entry of [`Notification::attributes`] (`status`, `failedState`,
 //! and `dryRun` on a dry run) becomes a `String` message attribute, so subscriptions can
 //! filter, e.g. with the policy `{"status": ["FAILED"]}`, or `{"dryRun": [{"exists": false}]}`

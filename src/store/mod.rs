@@ -129,3 +129,28 @@ pub struct WriteReport {
     /// DynamoDB write capacity units (1 per started KB per item); 0 for the embedded store.
     pub write_units: u64,
 }
+/// What a failed execution left in the store, as its load marker tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Not a failure: the request itself says what was loaded.
+    NotAsked,
+    /// The store's last load is this execution's (finished, or cut short mid-way). Boxed: the
+    /// marker carries both sources' fingerprints, much larger than the other variants.
+    Load(Box<LoadMarker>),
+    /// The last load is another execution's, or none ever ran.
+    Nothing,
+    /// The marker could not be read.
+    Unknown(String),
+}
+
+impl Committed {
+    pub async fn read(store: &dyn Store, execution_id: &str) -> Self {
+        match store.marker().await {
+            Ok(Some(m)) if !execution_id.is_empty() && m.execution_id == execution_id => {
+                Self::Load(Box::new(m))
+            }
+            Ok(_) => Self::Nothing,
+            Err(e) => Self::Unknown(e.to_string()),
+        }
+    }
+}
