@@ -80,8 +80,8 @@ pub struct RunRecord {
     pub cause: Option<String>,
 }
 
-/// Where run records live: the embedded database locally, the series table (under a `run#`
-/// key prefix) on AWS.
+/// Where run records live: the embedded database locally, the series table (in its `run`
+/// partition) on AWS.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait RunLedger: Send + Sync {

@@ -863,6 +863,22 @@ async fn the_cli_loads_dynamodb_and_operates_a_deployed_state_machine() {
         listing.lines().any(|l| l.starts_with("by-hand")),
         "{listing}"
     );
+    // The columns and the JSON of local executions: an outcome, one name per field.
+    assert!(
+        listing.lines().next().unwrap().contains(" OUTCOME "),
+        "{listing}"
+    );
+    let out = cli(&["executions", "--state-machine-arn", &machine, "--json"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "by-hand")
+        .cloned()
+        .unwrap_or_else(|| panic!("{rows}"));
+    assert_eq!(row["executionId"], arn.as_str(), "{row}");
+    assert!(row["outcome"].is_string(), "{row}");
     let out = cli(&["execution", &arn]);
     let view = String::from_utf8(out.stdout).unwrap();
     assert!(view.starts_with("by-hand  "), "{view}");

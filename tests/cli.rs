@@ -386,10 +386,11 @@ fn retries_announce_themselves_and_errors_name_their_root_cause() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
+    // The definition gives SourceUnavailable 3 retries: 4 attempts, each line says which.
     for attempt in 2..=4 {
         assert!(
             stderr.contains(&format!(
-                "  retry  ExtractNyt: attempt {attempt} after waiting "
+                "  retry  ExtractNyt: attempt {attempt} of 4 after waiting "
             )),
             "{stderr}"
         );
@@ -399,7 +400,11 @@ fn retries_announce_themselves_and_errors_name_their_root_cause() {
         .filter(|l| l.starts_with("  fail   ExtractNyt: "))
         .collect();
     assert_eq!(failures.len(), 4, "{stderr}");
-    for line in failures {
+    for (attempt, line) in (1..).zip(&failures) {
+        assert!(
+            line.ends_with(&format!(" (attempt {attempt} of 4)")),
+            "{line}"
+        );
         assert!(
             line.starts_with(&format!(
                 "  fail   ExtractNyt: SourceUnavailable: nyt unavailable at {url}: "

@@ -1,7 +1,7 @@
 //! Where `GET /api/executions` reads recent runs from.
 //!
 //! Locally, the embedded database's `executions` table (the local engine's runs, with their
-//! redrives). On AWS, the run ledger kept in the DynamoDB table (items keyed `run#…`), one
+//! redrives). On AWS, the run ledger kept in the DynamoDB table (its `run` partition), one
 //! record per execution, written by the notify step ([`LedgerExecutions`]).
 
 use crate::diff::LoadCounts;

@@ -13,7 +13,7 @@
 
 use crate::aws::sdk_error_text;
 use crate::error::{EtlError, Result};
-use crate::execution::{ExecutionError, ExecutionErrorCode, ExecutionStatus};
+use crate::execution::{ExecutionError, ExecutionErrorCode, ExecutionRecord, ExecutionStatus};
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::config::http::HttpResponse;
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
@@ -137,6 +137,29 @@ pub struct ExecutionDescription {
     pub redrive_status: Option<String>,
     pub redrive_status_reason: Option<String>,
     pub redrive_date: Option<DateTime<Utc>>,
+}
+
+/// A deployed execution as the local engine records its own: one renderer and one summary
+/// (outcome, counts) for both. The failed state is not in the description (the history has
+/// it: `covid-etl execution ARN`).
+impl From<ExecutionDescription> for ExecutionRecord {
+    fn from(d: ExecutionDescription) -> Self {
+        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        Self {
+            id: d.execution_arn,
+            name: d.name,
+            started_at: stamp(d.start),
+            finished_at: d.stop.map(stamp),
+            status: d.status,
+            input: d.input.unwrap_or(Value::Null),
+            output: d.output,
+            error: d.error,
+            cause: d.cause,
+            failed_state: None,
+            redrive_from: None,
+            redrive_count: u32::try_from(d.redrive_count).unwrap_or(0),
+        }
+    }
 }
 
 pub async fn describe(client: &Client, execution_arn: &str) -> Result<ExecutionDescription> {

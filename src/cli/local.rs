@@ -88,6 +88,7 @@ fn open_existing(db: &DbArg) -> Result<SqliteDb, Failure> {
 /// its duration, each failed attempt, and each retry with the wait before it.
 struct Progress {
     enabled: bool,
+    limits: RetryLimits,
     states: std::sync::Mutex<StepClock>,
 }
 
@@ -96,16 +97,64 @@ struct Progress {
 struct StepClock {
     /// When each open state was entered.
     entered: HashMap<String, chrono::DateTime<chrono::Utc>>,
-    /// The states whose last attempt failed (a Catch may route on), and when.
-    failed_at: HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// The states whose last attempt failed (a Catch may route on): when, and the error.
+    failed_at: HashMap<String, (chrono::DateTime<chrono::Utc>, String)>,
+    /// Each Task's current attempt (1-based).
+    attempt: HashMap<String, u64>,
 }
 
 impl Progress {
     fn new(enabled: bool) -> Self {
         Self {
             enabled,
+            limits: RetryLimits::of_definition(),
             states: Default::default(),
         }
+    }
+}
+
+/// How many attempts each Task's `Retry` gives an error, read from the definition the run
+/// executes: what lets a progress line say "attempt 2 of 4".
+struct RetryLimits(HashMap<String, Vec<(Vec<String>, u64)>>);
+
+impl RetryLimits {
+    fn of_definition() -> Self {
+        fn collect(states: &Value, out: &mut HashMap<String, Vec<(Vec<String>, u64)>>) {
+            for (name, state) in states.as_object().into_iter().flatten() {
+                let retriers = state["Retry"].as_array().into_iter().flatten().map(|r| {
+                    let errors = r["ErrorEquals"].as_array().into_iter().flatten();
+                    let errors = errors.filter_map(Value::as_str).map(str::to_string);
+                    // MaxAttempts defaults to 3 in the language.
+                    (errors.collect(), r["MaxAttempts"].as_u64().unwrap_or(3))
+                });
+                out.insert(name.clone(), retriers.collect());
+                for branch in state["Branches"].as_array().into_iter().flatten() {
+                    collect(&branch["States"], out);
+                }
+            }
+        }
+        let definition: Value =
+            serde_json::from_str(covid_etl::workflow::DEFINITION).unwrap_or_default();
+        let mut limits = HashMap::new();
+        collect(&definition["States"], &mut limits);
+        Self(limits)
+    }
+
+    /// The attempts `error` gets in `state`: the first, and the retries of the first retrier
+    /// that names it (as the engine picks it).
+    fn attempts(&self, state: &str, error: &str) -> u64 {
+        let names = |errors: &[String]| {
+            errors.iter().any(|e| {
+                e == error
+                    || e == "States.ALL"
+                    || (e == "States.TaskFailed" && error != "States.Timeout")
+            })
+        };
+        let retriers = self.0.get(state).map_or(&[][..], Vec::as_slice);
+        1 + retriers
+            .iter()
+            .find(|(e, _)| names(e))
+            .map_or(0, |(_, max)| *max)
     }
 }
 
@@ -145,11 +194,12 @@ impl HistorySink for Progress {
                 )
             }
             EventKind::TaskScheduled => {
-                let attempt = e.details["retryAttempt"].as_u64().unwrap_or(0);
+                let attempt = e.details["retryAttempt"].as_u64().unwrap_or(0) + 1;
+                states.attempt.insert(name.to_string(), attempt);
                 match states.failed_at.remove(name) {
-                    Some(failed) if attempt > 0 => format!(
-                        "  retry  {name}: attempt {} after waiting {}",
-                        attempt + 1,
+                    Some((failed, error)) if attempt > 1 => format!(
+                        "  retry  {name}: attempt {attempt} of {} after waiting {}",
+                        self.limits.attempts(name, &error),
                         since(&failed)
                     ),
                     _ => return,
@@ -160,13 +210,25 @@ impl HistorySink for Progress {
                 return;
             }
             EventKind::ParallelStateFailed => {
-                states.failed_at.insert(name.to_string(), e.timestamp);
+                let error = detail("error").to_string();
+                states
+                    .failed_at
+                    .insert(name.to_string(), (e.timestamp, error));
                 return;
             }
             EventKind::TaskFailed | EventKind::TaskTimedOut => {
-                states.failed_at.insert(name.to_string(), e.timestamp);
+                let error = detail("error").to_string();
                 let cause = covid_etl::payload::cause_message(detail("cause"));
-                format!("  fail   {name}: {}: {cause}", detail("error"))
+                let attempt = states.attempt.get(name).copied().unwrap_or(1);
+                let total = self.limits.attempts(name, &error);
+                // Whether it is retried is the engine's to decide; the count says where the
+                // run stands: "attempt 1 of 4" is followed by a retry line, "4 of 4" is not.
+                let line =
+                    format!("  fail   {name}: {error}: {cause} (attempt {attempt} of {total})");
+                states
+                    .failed_at
+                    .insert(name.to_string(), (e.timestamp, error));
+                line
             }
             EventKind::FailStateEntered => format!("  end    {name}"),
             _ => return,
@@ -396,7 +458,12 @@ fn summary_text(record: &ExecutionRecord) -> String {
 
 pub(crate) async fn executions(db: &DbArg, limit: u32, as_json: bool) -> Result<(), Failure> {
     let db = open_existing(db)?;
-    let list = db.executions(limit)?;
+    print_executions(&db.executions(limit)?, as_json)
+}
+
+/// The executions list of `covid-etl executions`, local or deployed: the table, or with
+/// `--json` an array of the API's execution summaries (with cause and warnings).
+pub(crate) fn print_executions(list: &[ExecutionRecord], as_json: bool) -> Result<(), Failure> {
     if as_json {
         let rows: Vec<Value> = list.iter().map(execution_json).collect();
         outln!("{}", serde_json::to_string(&rows)?);
@@ -426,7 +493,7 @@ pub(crate) async fn executions(db: &DbArg, limit: u32, as_json: bool) -> Result<
             "{:<32} {:<24} {:>9} {:<10} {:<11} {:>8} {:>7} {:>8}  {}",
             e.name,
             e.started_at,
-            duration(&e),
+            duration(e),
             e.status,
             summary.outcome.name(),
             count(|l| l.inserted),

@@ -35,31 +35,22 @@ pub(crate) async fn start(
     Ok(())
 }
 
+/// The newest executions of a deployed state machine, with the same columns as local ones:
+/// each execution's output (DescribeExecution; ListExecutions has none) says its outcome
+/// (loaded, no new data, dry run) and counts.
 pub(crate) async fn executions(
     aws: &AwsArgs,
     state_machine_arn: &str,
     limit: u32,
     as_json: bool,
 ) -> Result<(), Failure> {
-    let rows = sfn::list_executions(&client(aws).await, state_machine_arn, limit as usize).await?;
-    if as_json {
-        outln!("{}", serde_json::to_string(&rows)?);
-        return Ok(());
+    let client = client(aws).await;
+    let rows = sfn::list_executions(&client, state_machine_arn, limit as usize).await?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in rows {
+        records.push(sfn::describe(&client, &row.execution_arn).await?.into());
     }
-    outln!("{:<40} {:<24} {:>9} STATUS", "NAME", "STARTED", "DURATION");
-    for r in rows {
-        let duration = r.stop.map_or("-".to_string(), |s| {
-            format!("{} ms", (s - r.start).num_milliseconds())
-        });
-        outln!(
-            "{:<40} {:<24} {:>9} {}",
-            r.name,
-            r.start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            duration,
-            r.status
-        );
-    }
-    Ok(())
+    super::local::print_executions(&records, as_json)
 }
 
 pub(crate) async fn execution(aws: &AwsArgs, arn: &str, as_json: bool) -> Result<(), Failure> {

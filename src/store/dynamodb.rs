@@ -36,7 +36,7 @@
 //! is an [`EtlError::StoreError`] carrying the service's code and message.
 //!
 //! # Loading
-//! [`Store::load`] serializes loads with a lease: the item `meta#load` names the load that
+//! [`Store::load`] serializes loads with a lease: the item `meta`/`load` names the load that
 //! holds it and until when (a conditional UpdateItem takes it only when it is free or
 //! expired). The same item holds the [`LoadMarker`]: set to `Loading` (under the lease)
 //! before the first batch, and to `Loaded` with the sources' fingerprints after the last, in

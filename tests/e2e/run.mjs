@@ -403,6 +403,21 @@ scenarios.push([
   realSkip,
 ]);
 
+// #18: each function links only what it uses; the embedded database is the command line's.
+scenarios.push([
+  "no function's binary contains SQLite",
+  async () => {
+    for (const spec of specs) {
+      const root = path.join(work, "scan", spec.logicalId);
+      fs.mkdirSync(root, { recursive: true });
+      const binary = fs.readFileSync(unpack(spec.zip, root));
+      // A string SQLite's own code holds (the header of every database file).
+      assert.ok(!binary.includes("SQLite format 3"), `${spec.logicalId} links SQLite`);
+    }
+    console.log(`  ${specs.length} binaries, none with SQLite`);
+  },
+]);
+
 // --- the run ------------------------------------------------------------------------------
 
 /** #17.4: every Lambda Task's function times out before the Task does. */
