@@ -262,7 +262,10 @@ pub fn main() -> ExitCode {
     // enough, and starts faster and lighter. `serve` answers many clients: all cores.
     let mut builder = match cli.command {
         Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
-        _ => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            one_malloc_arena();
+            tokio::runtime::Builder::new_current_thread()
+        }
     };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
@@ -282,6 +285,17 @@ pub fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// glibc gives each new thread its own malloc arena; for a command's two short-lived parser
+/// threads that is about 250 KiB of resident memory (measured) for no gain: no contention to
+/// avoid.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only sets a parameter; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
