@@ -794,6 +794,31 @@ fn exit_codes_tell_success_failure_usage_and_operational_errors_apart() {
     );
 }
 
+/// Arguments are checked before anything of AWS is configured: a usage error of a command
+/// against Step Functions says only what is wrong with the arguments, whatever the AWS
+/// profile (a missing one makes the SDK warn about credentials once it is configured).
+#[test]
+fn a_usage_error_of_an_aws_command_comes_before_any_aws_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(&dir.path().join("etl.db"))
+        .env("AWS_PROFILE", "no-such-profile")
+        .env("AWS_CONFIG_FILE", dir.path().join("missing-config"))
+        .args(["executions", "--state-machine-arn"])
+        .args(["arn:aws:states:us-east-1:123456789012:stateMachine:covid-etl-prod"])
+        .args(["--limit", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: invalid value '0' for '--limit"),
+        "{stderr}"
+    );
+    for word in ["credential", "profile", "region"] {
+        assert!(!stderr.to_lowercase().contains(word), "{stderr}");
+    }
+}
+
 #[test]
 fn a_dry_run_is_shown_as_a_dry_run_everywhere_and_never_counted_as_writes() {
     let dir = tempfile::tempdir().unwrap();
