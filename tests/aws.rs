@@ -90,7 +90,7 @@ async fn run_chain(
     )
     .await
     .expect("diff and load");
-    let response = steps::notify(
+    let response = notify(
         NotifyRequest {
             status: RunOutcome::Succeeded,
             execution_id: "local:aws-test".into(),
@@ -104,16 +104,32 @@ async fn run_chain(
             error: None,
         },
         notifier,
-        &MemoryStore::default(),
         store,
-        steps::NotifySettings {
-            notify_no_new_data: true,
-        },
-        chrono::Utc::now(),
     )
     .await
     .expect("notify");
     (merged, load, response)
+}
+
+/// The notify step with a throwaway ledger, messages for no new data on.
+async fn notify(
+    request: NotifyRequest,
+    notifier: &dyn Notifier,
+    store: &dyn Store,
+) -> covid_etl::Result<NotifyResponse> {
+    let settings = steps::NotifySettings {
+        notify_no_new_data: true,
+    };
+    let ledger = MemoryStore::default();
+    steps::notify(
+        request,
+        notifier,
+        &ledger,
+        store,
+        settings,
+        chrono::Utc::now(),
+    )
+    .await
 }
 
 async fn create_topic(config: &aws_config::SdkConfig, name: &str) -> String {
@@ -232,7 +248,7 @@ async fn pipeline_loads_dynamodb_notifies_sns_and_counts_requests_server_side() 
     assert!(published[0][1].as_str().unwrap().contains("60 inserted"));
 
     // A failure notification carries `failedState`.
-    let failed = steps::notify(
+    let failed = notify(
         NotifyRequest {
             status: RunOutcome::Failed,
             execution_id: "local:aws-test".into(),
@@ -250,11 +266,6 @@ async fn pipeline_loads_dynamodb_notifies_sns_and_counts_requests_server_side() 
         },
         &notifier,
         &MemoryStore::default(),
-        &MemoryStore::default(),
-        steps::NotifySettings {
-            notify_no_new_data: true,
-        },
-        chrono::Utc::now(),
     )
     .await
     .unwrap();
@@ -522,15 +533,10 @@ async fn deployed_definition_routes_a_successful_run_through_every_state() {
         failed_state: None,
         error: None,
     };
-    let notified = steps::notify(
+    let notified = notify(
         notify_request,
         &covid_etl::notify::MemoryNotifier::default(),
         &MemoryStore::default(),
-        &MemoryStore::default(),
-        steps::NotifySettings {
-            notify_no_new_data: true,
-        },
-        chrono::Utc::now(),
     )
     .await
     .unwrap();
@@ -1395,18 +1401,9 @@ async fn a_dry_run_notification_is_filtered_out_by_the_subscribers_policy() {
         error: None,
     };
     for dry_run in [true, false] {
-        steps::notify(
-            run(dry_run),
-            &notifier,
-            &MemoryStore::default(),
-            &MemoryStore::default(),
-            steps::NotifySettings {
-                notify_no_new_data: true,
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("notify");
+        notify(run(dry_run), &notifier, &MemoryStore::default())
+            .await
+            .expect("notify");
     }
     // The state machine's fallback publishes with no attributes at all.
     sns.publish()

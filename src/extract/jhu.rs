@@ -4,7 +4,7 @@
 //! `Province/State` is empty.
 
 use super::SourceSeries;
-use super::parse::{Columns, FieldReader, SeriesBuilder};
+use super::parse::{Columns, read_series};
 use super::records::Records;
 use crate::error::Result;
 use crate::record::DailyRecord;
@@ -30,22 +30,14 @@ pub fn parse(reader: impl Read) -> Result<SourceSeries> {
     let recovered = columns.index("Recovered")?;
     let deaths = columns.index("Deaths")?;
     rows.keep_only(&[(country, b"US"), (province, b"")]);
-    let mut series = SeriesBuilder::new(SOURCE_NAME);
-    while rows.next()? {
-        let line = rows.line();
-        let f = FieldReader {
-            source_name: SOURCE_NAME,
-            line,
-        };
-        let record = DailyRecord::new(
-            f.date("Date", rows.field(date))?,
-            f.count("Confirmed", rows.field(confirmed))?,
-            f.count("Deaths", rows.field(deaths))?,
-            f.optional_count("Recovered", rows.field(recovered))?,
-        );
-        series.push(line, "Date", record)?;
-    }
-    Ok(series.finish())
+    read_series(SOURCE_NAME, &mut rows, "Date", |f, row| {
+        Ok(DailyRecord::new(
+            f.date("Date", row.field(date))?,
+            f.count("Confirmed", row.field(confirmed))?,
+            f.count("Deaths", row.field(deaths))?,
+            f.optional_count("Recovered", row.field(recovered))?,
+        ))
+    })
 }
 
 #[cfg(test)]

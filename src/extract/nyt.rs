@@ -1,7 +1,7 @@
 //! The New York Times national file `us.csv`: `date,cases,deaths`.
 
 use super::SourceSeries;
-use super::parse::{Columns, FieldReader, SeriesBuilder};
+use super::parse::{Columns, read_series};
 use super::records::Records;
 use crate::error::Result;
 use crate::record::DailyRecord;
@@ -20,22 +20,14 @@ pub fn parse(reader: impl Read) -> Result<SourceSeries> {
         columns.index("cases")?,
         columns.index("deaths")?,
     );
-    let mut series = SeriesBuilder::new(SOURCE_NAME);
-    while rows.next()? {
-        let line = rows.line();
-        let f = FieldReader {
-            source_name: SOURCE_NAME,
-            line,
-        };
-        let record = DailyRecord::new(
-            f.date("date", rows.field(date))?,
-            f.count("cases", rows.field(cases))?,
-            f.count("deaths", rows.field(deaths))?,
+    read_series(SOURCE_NAME, &mut rows, "date", |f, row| {
+        Ok(DailyRecord::new(
+            f.date("date", row.field(date))?,
+            f.count("cases", row.field(cases))?,
+            f.count("deaths", row.field(deaths))?,
             None,
-        );
-        series.push(line, "date", record)?;
-    }
-    Ok(series.finish())
+        ))
+    })
 }
 
 #[cfg(test)]

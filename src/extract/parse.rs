@@ -2,6 +2,7 @@
 //! duplicate detection and the day-to-day decrease warnings. (The JHU parser's record
 //! reader is [`super::records::Records`].)
 
+use super::records::Records;
 use crate::error::{EtlError, Result};
 use crate::record::{DailyRecord, iso};
 use chrono::NaiveDate;
@@ -182,6 +183,25 @@ impl FieldReader<'_> {
 /// signed, so a larger one would come back negative.
 pub(crate) const MAX_COUNT: u64 = i64::MAX as u64;
 const TOO_LARGE: &str = "is larger than 9223372036854775807, the largest count stored";
+
+/// Reads every row `rows` yields into a source's series: `day` makes a row's record from its
+/// fields, reading them through the [`FieldReader`] that names the row's line in any error.
+pub(crate) fn read_series<R: std::io::Read>(
+    source_name: &str,
+    rows: &mut Records<'_, R>,
+    date_column: &str,
+    day: impl Fn(&FieldReader<'_>, &Records<'_, R>) -> Result<DailyRecord>,
+) -> Result<super::SourceSeries> {
+    let mut series = SeriesBuilder::new(source_name);
+    while rows.next()? {
+        let f = FieldReader {
+            source_name,
+            line: rows.line(),
+        };
+        series.push(f.line, date_column, day(&f, rows)?)?;
+    }
+    Ok(series.finish())
+}
 
 /// Collects a source's rows, refusing a date seen twice or a date in the future, and sorts
 /// them at the end.
