@@ -289,7 +289,10 @@ mod tests {
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .unwrap()
         };
-        assert_eq!(version(&SqliteDb::in_memory().unwrap()), MIGRATIONS.len() as i64);
+        assert_eq!(
+            version(&SqliteDb::in_memory().unwrap()),
+            MIGRATIONS.len() as i64
+        );
     }
 
     #[tokio::test]
