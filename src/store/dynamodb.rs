@@ -60,6 +60,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnConsumedCapacity, WriteRequest};
 use futures::{StreamExt, stream};
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -221,13 +222,8 @@ impl DynamoStore {
         let mut pages = request.into_paginator().send();
         let mut seen = 0usize;
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                EtlError::StoreError(format!(
-                    "Query {} ({partition}): {}",
-                    self.table,
-                    sdk_error_text(&e).1
-                ))
-            })?;
+            let page =
+                page.map_err(|e| self.call_error("Query", partition, sdk_error_text(&e).1))?;
             self.count_read(page.items());
             for item in page.items() {
                 each(item)?;
@@ -256,11 +252,8 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| {
-                EtlError::StoreError(format!(
-                    "GetItem {} ({partition} {sort}): {}",
-                    self.table,
-                    sdk_error_text(&e).1
-                ))
+                let what = format!("{partition} {sort}");
+                self.call_error("GetItem", what, sdk_error_text(&e).1)
             })?;
         self.count_read(out.item());
         Ok(out.item)
@@ -488,8 +481,13 @@ fn epoch_ms(t: std::time::SystemTime) -> String {
 }
 
 impl DynamoStore {
-    fn meta_error(&self, op: &str, e: impl std::fmt::Display) -> EtlError {
-        EtlError::StoreError(format!("{op} {} ({META} {LOAD}): {e}", self.table))
+    /// A failed call on the table: `{op} {table} ({what it was about}): {service message}`.
+    fn call_error(&self, op: &str, what: impl Display, e: impl Display) -> EtlError {
+        EtlError::StoreError(format!("{op} {} ({what}): {e}", self.table))
+    }
+
+    fn meta_error(&self, op: &str, e: impl Display) -> EtlError {
+        self.call_error(op, format_args!("{META} {LOAD}"), e)
     }
 
     /// Takes the lease for `holder` when it is free or expired, waiting up to
@@ -680,14 +678,6 @@ pub fn write_units(record: &DailyRecord) -> u64 {
     (item_size(&item(record)).div_ceil(1024) as u64).max(1)
 }
 
-/// The run ledger shares the series table, in its own partition (`run`): one table keeps the
-/// deployment, IAM and backups simple, and no read of one partition touches the other.
-impl DynamoStore {
-    fn ledger_error(&self, op: &str, e: impl std::fmt::Display) -> EtlError {
-        EtlError::StoreError(format!("{op} {} (run ledger): {e}", self.table))
-    }
-}
-
 fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRecord> {
     let text = item
         .get("record")
@@ -696,6 +686,8 @@ fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRecord> {
     serde_json::from_str(text).map_err(EtlError::store)
 }
 
+/// The run ledger shares the series table, in its own partition (`run`): one table keeps the
+/// deployment, IAM and backups simple, and no read of one partition touches the other.
 #[async_trait]
 impl RunLedger for DynamoStore {
     async fn record_run(&self, run: &RunRecord) -> Result<()> {
@@ -709,7 +701,7 @@ impl RunLedger for DynamoStore {
             .item("record", AttributeValue::S(text))
             .send()
             .await
-            .map_err(|e| self.ledger_error("PutItem", sdk_error_text(&e).1))?;
+            .map_err(|e| self.call_error("PutItem", "run ledger", sdk_error_text(&e).1))?;
         Ok(())
     }
 
