@@ -165,6 +165,8 @@ fn to_value<T: serde::Serialize>(v: T) -> Result<Value> {
 
 /// Runs executions of the definition on the local engine and keeps them in the database.
 pub struct LocalRunner<'a> {
+    /// The definition ([`state_machine`]), parsed once by whoever runs it.
+    pub machine: &'a StateMachine,
     pub db: &'a SqliteDb,
     pub tasks: &'a LocalTasks,
     pub clock: &'a dyn Clock,
@@ -228,7 +230,6 @@ impl LocalRunner<'_> {
         name: Option<String>,
         options: &RunOptions,
     ) -> Result<ExecutionRecord> {
-        let machine = state_machine()?;
         let now = self.clock.now();
         let name = name.unwrap_or_else(|| {
             format!(
@@ -245,8 +246,8 @@ impl LocalRunner<'_> {
             input.clone(),
         );
         self.db.insert_execution(&record)?;
-        let sink = self.persisting(&machine, &record.id)?;
-        let executor = self.executor(&machine, &sink);
+        let sink = self.persisting(&record.id)?;
+        let executor = self.executor(&sink);
         let run = executor.start(&record.id, &record.name, input);
         let outcome = self.with_heartbeat(&record.id, run).await;
         self.finish(&mut record, outcome, sink).await?;
@@ -258,16 +259,15 @@ impl LocalRunner<'_> {
     /// input (Step Functions' RedriveExecution). The execution is claimed with one conditional
     /// update, so two concurrent redrives cannot both run it.
     pub async fn redrive(&self, id_or_name: &str) -> Result<ExecutionRecord> {
-        let machine = state_machine()?;
         let mut record = self.db.claim_redrive(id_or_name)?;
         // Killed before its first state: from the start, with the execution input.
         let (state, input) = record
             .redrive_from
             .clone()
-            .unwrap_or_else(|| (machine.start_at().to_string(), record.input.clone()));
+            .unwrap_or_else(|| (self.machine.start_at().to_string(), record.input.clone()));
         let previous = self.db.history(&record.id)?;
-        let sink = self.persisting(&machine, &record.id)?;
-        let executor = self.executor(&machine, &sink);
+        let sink = self.persisting(&record.id)?;
+        let executor = self.executor(&sink);
         let run = executor.resume(
             &record.id,
             &record.name,
@@ -301,21 +301,17 @@ impl LocalRunner<'_> {
         }
     }
 
-    fn persisting<'m>(
-        &'m self,
-        machine: &'m StateMachine,
-        execution_id: &str,
-    ) -> Result<Persisting<'m>> {
+    fn persisting(&self, execution_id: &str) -> Result<Persisting<'_>> {
         Ok(Persisting {
             observer: self.observer,
-            machine,
+            machine: self.machine,
             history: self.db.history_writer(execution_id)?,
             progress: Mutex::default(),
         })
     }
 
-    fn executor<'m>(&'m self, machine: &'m StateMachine, sink: &'m Persisting<'_>) -> Executor<'m> {
-        Executor::new(machine, self.tasks, self.clock, self.jitter, sink)
+    fn executor<'m>(&'m self, sink: &'m Persisting<'_>) -> Executor<'m> {
+        Executor::new(self.machine, self.tasks, self.clock, self.jitter, sink)
             .with_state_machine(LOCAL_STATE_MACHINE, "covid-etl")
             .with_stop(self.stop)
     }
@@ -447,6 +443,7 @@ mod tests {
         };
         let db = SqliteDb::in_memory().unwrap();
         let runner = LocalRunner {
+            machine: &state_machine().unwrap(),
             db: &db,
             tasks: &tasks,
             clock: &SystemClock,

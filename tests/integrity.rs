@@ -340,6 +340,7 @@ fn runner_tasks(db: &SqliteDb, notifier: Arc<dyn Notifier>) -> LocalTasks {
 async fn run_in_process(db: &SqliteDb, notifier: Arc<dyn Notifier>, v: Version) -> ExecutionRecord {
     let tasks = runner_tasks(db, notifier);
     let runner = LocalRunner {
+        machine: &covid_etl::workflow::state_machine().unwrap(),
         db,
         tasks: &tasks,
         clock: &ScaledClock { speedup: 1000.0 },

@@ -6,7 +6,9 @@ use covid_etl::api::ExecutionSummary;
 use covid_etl::backends::{BackendConfig, Backends, NotifyConfig, StoreConfig};
 use covid_etl::config::{Config, Role};
 use covid_etl::diff::LoadCounts;
-use covid_etl::engine::{EventKind, HistoryEvent, HistorySink, RandomJitter, ScaledClock};
+use covid_etl::engine::{
+    EventKind, HistoryEvent, HistorySink, RandomJitter, ScaledClock, StateMachine,
+};
 use covid_etl::execution::{ExecutionRecord, ExecutionStatus};
 use covid_etl::payload::{LoadReport, NotifyRequest, NotifyResponse, RunOptions, RunOutcome};
 use covid_etl::report;
@@ -88,7 +90,8 @@ fn open_existing(db: &DbArg) -> Result<SqliteDb, Failure> {
 /// its duration, each failed attempt, and each retry with the wait before it.
 struct Progress {
     enabled: bool,
-    limits: RetryLimits,
+    /// The definition the run executes: how many attempts its Retry gives each error.
+    machine: StateMachine,
     states: std::sync::Mutex<StepClock>,
 }
 
@@ -104,57 +107,12 @@ struct StepClock {
 }
 
 impl Progress {
-    fn new(enabled: bool) -> Self {
+    fn new(enabled: bool, machine: StateMachine) -> Self {
         Self {
             enabled,
-            limits: RetryLimits::of_definition(),
+            machine,
             states: Default::default(),
         }
-    }
-}
-
-/// How many attempts each Task's `Retry` gives an error, read from the definition the run
-/// executes: what lets a progress line say "attempt 2 of 4".
-struct RetryLimits(HashMap<String, Vec<(Vec<String>, u64)>>);
-
-impl RetryLimits {
-    fn of_definition() -> Self {
-        fn collect(states: &Value, out: &mut HashMap<String, Vec<(Vec<String>, u64)>>) {
-            for (name, state) in states.as_object().into_iter().flatten() {
-                let retriers = state["Retry"].as_array().into_iter().flatten().map(|r| {
-                    let errors = r["ErrorEquals"].as_array().into_iter().flatten();
-                    let errors = errors.filter_map(Value::as_str).map(str::to_string);
-                    // MaxAttempts defaults to 3 in the language.
-                    (errors.collect(), r["MaxAttempts"].as_u64().unwrap_or(3))
-                });
-                out.insert(name.clone(), retriers.collect());
-                for branch in state["Branches"].as_array().into_iter().flatten() {
-                    collect(&branch["States"], out);
-                }
-            }
-        }
-        let definition: Value =
-            serde_json::from_str(covid_etl::workflow::DEFINITION).unwrap_or_default();
-        let mut limits = HashMap::new();
-        collect(&definition["States"], &mut limits);
-        Self(limits)
-    }
-
-    /// The attempts `error` gets in `state`: the first, and the retries of the first retrier
-    /// that names it (as the engine picks it).
-    fn attempts(&self, state: &str, error: &str) -> u64 {
-        let names = |errors: &[String]| {
-            errors.iter().any(|e| {
-                e == error
-                    || e == "States.ALL"
-                    || (e == "States.TaskFailed" && error != "States.Timeout")
-            })
-        };
-        let retriers = self.0.get(state).map_or(&[][..], Vec::as_slice);
-        1 + retriers
-            .iter()
-            .find(|(e, _)| names(e))
-            .map_or(0, |(_, max)| *max)
     }
 }
 
@@ -199,7 +157,7 @@ impl HistorySink for Progress {
                 match states.failed_at.remove(name) {
                     Some((failed, error)) if attempt > 1 => format!(
                         "  retry  {name}: attempt {attempt} of {} after waiting {}",
-                        self.limits.attempts(name, &error),
+                        self.machine.attempts(name, &error),
                         since(&failed)
                     ),
                     _ => return,
@@ -220,7 +178,7 @@ impl HistorySink for Progress {
                 let error = detail("error").to_string();
                 let cause = covid_etl::payload::cause_message(detail("cause"));
                 let attempt = states.attempt.get(name).copied().unwrap_or(1);
-                let total = self.limits.attempts(name, &error);
+                let total = self.machine.attempts(name, &error);
                 // Whether it is retried is the engine's to decide; the count says where the
                 // run stands: "attempt 1 of 4" is followed by a retry line, "4 of 4" is not.
                 let line =
@@ -304,6 +262,7 @@ fn stop_on_signal() -> std::io::Result<Arc<Notify>> {
 
 /// What `run` and `redrive` share: the database, the in-process tasks, the progress lines.
 struct Session {
+    machine: StateMachine,
     clock: ScaledClock,
     db: SqliteDb,
     tasks: LocalTasks,
@@ -325,20 +284,23 @@ impl Session {
             backends,
             notify_settings: settings.notify,
         };
+        let machine = covid_etl::workflow::state_machine()?;
         // COVID_ETL_TIME_SCALE divides every engine wait (retry delays, Task and execution
         // timeouts): the end-to-end tests run the real definition without waiting minutes.
         Ok(Self {
+            progress: Progress::new(!as_json, machine.clone()),
+            machine,
             clock: ScaledClock {
                 speedup: settings.time_scale,
             },
             db,
             tasks,
-            progress: Progress::new(!as_json),
         })
     }
 
     fn runner<'a>(&'a self, stop: &'a Notify) -> LocalRunner<'a> {
         LocalRunner {
+            machine: &self.machine,
             db: &self.db,
             tasks: &self.tasks,
             clock: &self.clock,

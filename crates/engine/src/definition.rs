@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::choice::{Condition, RawRule};
 use super::path::{Path, Template};
-use super::retry::{Catcher, RawCatcher, RawRetrier, Retrier, validate_error_lists};
+use super::retry::{Catcher, RawCatcher, RawRetrier, Retrier, matches, validate_error_lists};
 
 /// Why a definition was refused.
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +277,28 @@ impl StateMachine {
     /// The top-level state that contains `state` (itself when it is top-level).
     pub fn top_level_state_of(&self, state: &str) -> Option<&str> {
         self.top_level_of.get(state).map(String::as_str)
+    }
+
+    /// How many attempts `state` gets for `error`: the first, and the retries of the first
+    /// retrier that matches it, as a run picks it; 1 for an error no retrier matches (or a
+    /// state the machine does not have).
+    pub fn attempts(&self, state: &str, error: &str) -> u32 {
+        self.graph
+            .find(state)
+            .and_then(|s| s.retry.iter().find(|r| matches(&r.error_equals, error)))
+            .map_or(1, |r| 1 + r.max_attempts())
+    }
+}
+
+impl Graph {
+    /// The state named `name`, in this graph or in a Parallel branch of it.
+    fn find(&self, name: &str) -> Option<&State> {
+        self.states.get(name).or_else(|| {
+            self.states.values().find_map(|s| match &s.kind {
+                Kind::Parallel { branches } => branches.iter().find_map(|b| b.find(name)),
+                _ => None,
+            })
+        })
     }
 }
 

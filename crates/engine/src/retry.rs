@@ -84,6 +84,10 @@ pub(crate) struct Retrier {
 }
 
 impl Retrier {
+    pub(crate) fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
     pub(crate) fn compile(raw: RawRetrier) -> Result<Self, String> {
         let retrier = Self {
             error_equals: raw.error_equals,

@@ -1125,3 +1125,38 @@ fn production_definition_loads() {
     let machine = StateMachine::from_json(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(machine.top_level_state_of("ExtractNyt"), Some("Extract"));
 }
+
+/// What a progress line says as "attempt 2 of 4": the first retrier that matches, as a run
+/// picks it, found inside Parallel branches too.
+#[test]
+fn attempts_count_the_first_matching_retrier() {
+    let definition = json!({
+        "StartAt": "Both",
+        "States": {
+            "Both": {"Type": "Parallel", "End": true, "Branches": [{
+                "StartAt": "Work",
+                "States": {"Work": {
+                    "Type": "Task", "Resource": "work", "End": true,
+                    "Retry": [
+                        {"ErrorEquals": ["Flaky"], "MaxAttempts": 3},
+                        {"ErrorEquals": ["States.TaskFailed"], "MaxAttempts": 1}
+                    ]
+                }}
+            }]}
+        }
+    });
+    let machine = StateMachine::from_json(&definition.to_string()).unwrap();
+    assert_eq!(machine.attempts("Work", "Flaky"), 4);
+    assert_eq!(machine.attempts("Work", "Other"), 2, "States.TaskFailed");
+    assert_eq!(
+        machine.attempts("Work", "States.Timeout"),
+        1,
+        "not a TaskFailed"
+    );
+    assert_eq!(
+        machine.attempts("Both", "Flaky"),
+        1,
+        "the Parallel has no Retry"
+    );
+    assert_eq!(machine.attempts("Nowhere", "Flaky"), 1);
+}
