@@ -59,8 +59,16 @@ fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The statuses a redrive may resume.
-const REDRIVABLE: &str = "('FAILED', 'TIMED_OUT', 'ABORTED')";
+/// The statuses a redrive accepts ([`ExecutionStatus::is_redrivable`]) as an SQL list:
+/// `('FAILED', 'TIMED_OUT', 'ABORTED')`.
+fn redrivable() -> String {
+    let names: Vec<String> = ExecutionStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_redrivable())
+        .map(|s| format!("'{}'", s.name()))
+        .collect();
+    format!("({})", names.join(", "))
+}
 
 impl SqliteDb {
     /// Registers a new execution run by this process; a name already used is refused, as
@@ -102,7 +110,8 @@ impl SqliteDb {
                 "UPDATE executions SET status = 'RUNNING', redrive_count = redrive_count + 1,
                    finished_at = NULL, owner_host = ?2, owner_pid = ?3, owner_started = ?4,
                    heartbeat_at = ?5
-                 WHERE id = ?1 AND status IN {REDRIVABLE}"
+                 WHERE id = ?1 AND status IN {}",
+                redrivable()
             ),
             params![
                 record.id,
