@@ -231,11 +231,14 @@ impl LocalRunner<'_> {
         options: &RunOptions,
     ) -> Result<ExecutionRecord> {
         let now = self.clock.now();
+        // A generated name must not collide: runs started in the same second (a scheduler
+        // firing twice, the integrity tests' hundreds of runs) each draw 32 random bits. With
+        // 16, two concurrent runs of a CI run drew the same name and one was refused.
         let name = name.unwrap_or_else(|| {
             format!(
-                "run-{}-{:04x}",
+                "run-{}-{:08x}",
                 now.format("%Y%m%dT%H%M%S"),
-                rand::random::<u16>()
+                rand::random::<u32>()
             )
         });
         let input = to_value(options)?;
